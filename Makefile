@@ -29,9 +29,9 @@ else
   $(error MODE must be release, debug or asan)
 endif
 CFLAGS ?=
-CFLAGS += $(CFLAGS_BASE) $(CFLAGS_MODE)
+override CFLAGS := $(CFLAGS_BASE) $(CFLAGS_MODE) $(CFLAGS)
 LDLIBS := -ljansson -lpcre2-8 -lz -lcurl -lm -pthread
-LDFLAGS += $(LDFLAGS_MODE)
+override LDFLAGS += $(LDFLAGS_MODE)
 
 TOOLS := convert merge imatrix quantize infer dump
 # Libraries: libsmelt-formats.a (formats/) and one libsmelt-<tool>.a per tool
@@ -42,6 +42,7 @@ quantize_USES :=
 FORMATS_LIB := $(BUILD)/libsmelt-formats.a
 FORMATS_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard formats/*.c))
 tool_srcs = $(filter-out $(1)/main.c,$(wildcard $(1)/*.c))
+tool_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(call tool_srcs,$(1)))
 tool_lib = $(if $(call tool_srcs,$(1)),$(BUILD)/libsmelt-$(1).a)
 tool_libs = $(foreach u,$(1) $($(1)_USES),$(call tool_lib,$(u)))
 BINS := $(foreach t,$(TOOLS),$(if $(wildcard $(t)/main.c),$(BUILD)/smelt-$(t)))
@@ -59,15 +60,15 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+.SECONDEXPANSION:
 $(FORMATS_LIB): $(FORMATS_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libsmelt-%.a: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(call tool_srcs,$$*))
+$(BUILD)/libsmelt-%.a: $$(call tool_objs,$$*)
 	@rm -f $@
 	ar rcs $@ $^
 
-.SECONDEXPANSION:
 $(BUILD)/smelt-%: $(BUILD)/obj/%/main.o $$(call tool_libs,$$*) $(FORMATS_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
