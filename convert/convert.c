@@ -544,76 +544,95 @@ static void note_f16_range(cv_summary *sum, const char *name, const float *x, ui
     }
 }
 
-static int convert_tensor(const st_model *st, const out_tensor *t, cv_summary *sum, float **f32buf, size_t *f32cap,
-                          uint8_t **outbuf, size_t *outcap, uint64_t *out_bytes, sm_err *err)
+/* Elements converted per step: 4 Mi floats keeps the working buffers at
+ * ~16 MiB each whatever the tensor size. */
+#define CV_CHUNK_ELEMS (4u << 20)
+
+/* Converts one tensor and streams it to w in row chunks, releasing the
+ * source pages behind it, so memory stays near two chunk buffers. */
+static int convert_tensor(const st_model *st, const out_tensor *t, gguf_writer *w, cv_summary *sum, float **f32buf,
+                          size_t *f32cap, uint8_t **outbuf, size_t *outcap, uint64_t *out_bytes, sm_err *err)
 {
     int64_t nel = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    uint64_t nbytes = sm_type_row_size(t->type, t->ne[0], NULL) * (uint64_t)(nel / t->ne[0]);
-    if ((size_t)nel * sizeof(float) > *f32cap) {
-        float *p = realloc(*f32buf, (size_t)nel * sizeof(float));
+    int64_t cols = t->ne[0], rows = nel / cols;
+    uint64_t row_out = sm_type_row_size(t->type, cols, NULL);
+    *out_bytes = row_out * (uint64_t)rows;
+    if (t->src < 0)
+        return gguf_writer_write_tensor(w, t->gen, (uint64_t)nel * 4, err);
+    const st_tensor *s = &st->tensors[t->src];
+    /* permutation moves rows within one head: chunks hold whole heads */
+    int64_t group = t->permute ? rows / t->permute : 1;
+    int64_t chunk_rows = (int64_t)(CV_CHUNK_ELEMS / (uint64_t)cols);
+    chunk_rows = chunk_rows < group ? group : chunk_rows / group * group;
+    if (chunk_rows > rows)
+        chunk_rows = rows;
+    size_t need_f = (size_t)(chunk_rows * cols) * sizeof(float);
+    size_t need_o = (size_t)(chunk_rows * cols) * 4 > (size_t)row_out * (size_t)chunk_rows
+                        ? (size_t)(chunk_rows * cols) * 4 : (size_t)row_out * (size_t)chunk_rows;
+    if (need_f > *f32cap) {
+        float *p = realloc(*f32buf, need_f);
         if (!p)
-            return sm_err_set(err, SM_ENOMEM, "tensor '%s': out of memory for %lld floats", t->name, (long long)nel);
+            return sm_err_set(err, SM_ENOMEM, "tensor '%s': out of memory", t->name);
         *f32buf = p;
-        *f32cap = (size_t)nel * sizeof(float);
+        *f32cap = need_f;
     }
-    size_t need = (size_t)nbytes > (size_t)nel * 4 ? (size_t)nbytes : (size_t)nel * 4;
-    if (need > *outcap) {
-        uint8_t *p = realloc(*outbuf, need);
+    if (need_o > *outcap) {
+        uint8_t *p = realloc(*outbuf, need_o);
         if (!p)
             return sm_err_set(err, SM_ENOMEM, "tensor '%s': out of memory", t->name);
         *outbuf = p;
-        *outcap = need;
+        *outcap = need_o;
     }
     float *x = *f32buf;
     uint8_t *y = *outbuf;
-    *out_bytes = nbytes;
-    if (t->src < 0) {
-        memcpy(y, t->gen, (size_t)nel * 4);
-        return SM_OK;
-    }
-    const st_tensor *s = &st->tensors[t->src];
-    int64_t rows = s->n_dims >= 1 ? s->shape[0] : 1;
-    int64_t cols = rows ? (int64_t)s->n_elements / rows : 0;
+    uint32_t es = st_dtype_size(s->dtype);
+    int noted = 0, rc;
     sum->bytes_in += s->nbytes;
-    if (s->dtype == ST_F16 && t->type == SM_TYPE_F16) {
-        /* numpy keeps F16 sources as they are: copy the bits (NaN payloads too) */
-        if (t->permute)
-            cv_permute_qk(s->data, y, rows, cols, 2, (uint32_t)t->permute);
-        else
-            memcpy(y, s->data, (size_t)nbytes);
-        return SM_OK;
-    }
-    int rc = st_tensor_read_f32(s, 0, s->n_elements, x, err);
-    if (rc)
-        return rc;
-    if (t->permute) {
-        /* permute into y (as scratch), then back into x */
-        cv_permute_qk(x, y, rows, cols, 4, (uint32_t)t->permute);
-        memcpy(x, y, (size_t)nel * 4);
-    }
-    int noted = 0;
-    switch (t->type) {
-    case SM_TYPE_F32:
-        memcpy(y, x, (size_t)nel * 4);
-        break;
-    case SM_TYPE_F16: {
-        note_f16_range(sum, t->name, x, (uint64_t)nel, &noted);
-        uint16_t *h = (uint16_t *)y;
-        for (int64_t i = 0; i < nel; i++)
-            h[i] = sm_f32_to_f16(x[i]);
-        break;
-    }
-    case SM_TYPE_BF16: {
-        uint16_t *h = (uint16_t *)y;
-        for (int64_t i = 0; i < nel; i++)
-            h[i] = sm_f32_to_bf16(x[i]);
-        break;
-    }
-    case SM_TYPE_Q8_0:
-        sm_quantize_rows(SM_TYPE_Q8_0, x, y, nel / t->ne[0], t->ne[0], NULL);
-        break;
-    default:
-        return sm_err_set(err, SM_ETYPE, "tensor '%s': unexpected output type", t->name);
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
+        int64_t nr = rows - r0 < chunk_rows ? rows - r0 : chunk_rows;
+        uint64_t n = (uint64_t)(nr * cols), first = (uint64_t)(r0 * cols);
+        uint32_t nh = t->permute ? (uint32_t)(nr / group) : 0;
+        if (s->dtype == ST_F16 && t->type == SM_TYPE_F16) {
+            /* numpy keeps F16 sources as they are: copy the bits (NaN payloads too) */
+            const uint8_t *src = s->data + first * 2;
+            if (nh)
+                cv_permute_qk(src, y, nr, cols, 2, nh);
+            else
+                memcpy(y, src, (size_t)n * 2);
+        } else {
+            if ((rc = st_tensor_read_f32(s, first, n, x, err)))
+                return rc;
+            if (nh) {
+                cv_permute_qk(x, y, nr, cols, 4, nh);
+                memcpy(x, y, (size_t)n * 4);
+            }
+            switch (t->type) {
+            case SM_TYPE_F32:
+                memcpy(y, x, (size_t)n * 4);
+                break;
+            case SM_TYPE_F16: {
+                note_f16_range(sum, t->name, x, n, &noted);
+                uint16_t *h = (uint16_t *)y;
+                for (uint64_t i = 0; i < n; i++)
+                    h[i] = sm_f32_to_f16(x[i]);
+                break;
+            }
+            case SM_TYPE_BF16: {
+                uint16_t *h = (uint16_t *)y;
+                for (uint64_t i = 0; i < n; i++)
+                    h[i] = sm_f32_to_bf16(x[i]);
+                break;
+            }
+            case SM_TYPE_Q8_0:
+                sm_quantize_rows(SM_TYPE_Q8_0, x, y, nr, cols, NULL);
+                break;
+            default:
+                return sm_err_set(err, SM_ETYPE, "tensor '%s': unexpected output type", t->name);
+            }
+        }
+        if ((rc = gguf_writer_write_tensor_part(w, y, row_out * (uint64_t)nr, err)))
+            return rc;
+        sm_map_release(&st->shards[s->shard].map, s->file_off + first * es, n * es);
     }
     return SM_OK;
 }
@@ -786,12 +805,8 @@ int cv_convert(const cv_opts *o, cv_summary *sum, sm_err *err)
     uint64_t total_bytes = gguf_writer_file_size(w), done_bytes = 0;
     for (uint64_t i = 0; i < n_ts; i++) {
         uint64_t nb = 0;
-        if ((rc = convert_tensor(&st, &ts[i], sum, &f32buf, &f32cap, &outbuf, &outcap, &nb, err)))
+        if ((rc = convert_tensor(&st, &ts[i], w, sum, &f32buf, &f32cap, &outbuf, &outcap, &nb, err)))
             goto done;
-        if ((rc = gguf_writer_write_tensor(w, outbuf, nb, err)))
-            goto done;
-        if (ts[i].src >= 0)
-            st_tensor_release(&st, &st.tensors[ts[i].src]);
         done_bytes += nb;
         if (o->progress) {
             const char *sd = ts[i].src >= 0 ? st_dtype_name(st.tensors[ts[i].src].dtype) : "F32";

@@ -658,6 +658,7 @@ struct gguf_writer {
     sm_out out;
     int begun;
     uint64_t next_tensor;   /* index of the next tensor to write */
+    uint64_t part_done;     /* bytes of next_tensor already written in parts */
     uint64_t data_start;    /* file offset of the data section */
 };
 
@@ -1053,6 +1054,8 @@ int gguf_writer_write_tensor(gguf_writer *w, const void *data, uint64_t nbytes, 
     if (w->next_tensor >= w->n_t)
         return sm_err_set(err, SM_EINVAL, "%s: more tensor data than declared tensors", w->out.path);
     const wtensor *t = &w->t[w->next_tensor];
+    if (w->part_done)
+        return sm_err_set(err, SM_EINVAL, "%s: tensor '%s' is being written in parts", w->out.path, t->name);
     if (nbytes != t->nbytes)
         return sm_err_set(err, SM_EINVAL, "%s: tensor '%s': %llu data bytes given, %llu expected", w->out.path,
                           t->name, (unsigned long long)nbytes, (unsigned long long)t->nbytes);
@@ -1062,6 +1065,28 @@ int gguf_writer_write_tensor(gguf_writer *w, const void *data, uint64_t nbytes, 
     w->next_tensor++;
     /* llama.cpp and gguf-py pad after every tensor, the last one included */
     return sm_out_pad(&w->out, writer_alignment(w), err);
+}
+
+int gguf_writer_write_tensor_part(gguf_writer *w, const void *data, uint64_t n, sm_err *err)
+{
+    if (!w->begun || !w->out.fp)
+        return sm_err_set(err, SM_EINVAL, "tensor data written before the header");
+    if (w->next_tensor >= w->n_t)
+        return sm_err_set(err, SM_EINVAL, "%s: more tensor data than declared tensors", w->out.path);
+    const wtensor *t = &w->t[w->next_tensor];
+    if (n > t->nbytes - w->part_done)
+        return sm_err_set(err, SM_EINVAL, "%s: tensor '%s': %llu more bytes given, only %llu expected", w->out.path,
+                          t->name, (unsigned long long)n, (unsigned long long)(t->nbytes - w->part_done));
+    int rc = sm_out_write(&w->out, data, (size_t)n, err);
+    if (rc)
+        return rc;
+    w->part_done += n;
+    if (w->part_done == t->nbytes) {
+        w->part_done = 0;
+        w->next_tensor++;
+        return sm_out_pad(&w->out, writer_alignment(w), err);
+    }
+    return SM_OK;
 }
 
 int gguf_writer_finish(gguf_writer *w, sm_err *err)

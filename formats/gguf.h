@@ -185,6 +185,11 @@ int gguf_writer_begin(gguf_writer *w, const char *dest, sm_err *err);
 /* Writes the data of the next tensor in declaration order; nbytes must equal
  * its declared size. Pads to the alignment after it. */
 int gguf_writer_write_tensor(gguf_writer *w, const void *data, uint64_t nbytes, sm_err *err);
+/* Streams the next tensor in pieces: appends n bytes to it; once its declared
+ * size is reached the tensor is complete (padding written). Lets tools keep
+ * only a slice of a large tensor in memory. Mixing with write_tensor is fine
+ * between tensors, not inside one. */
+int gguf_writer_write_tensor_part(gguf_writer *w, const void *data, uint64_t n, sm_err *err);
 /* Checks every tensor was written, then fsyncs and renames into place. */
 int gguf_writer_finish(gguf_writer *w, sm_err *err);
 /* Drops the temp file (on error paths); the writer can then be freed. */
