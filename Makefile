@@ -9,7 +9,7 @@ CC ?= gcc
 SHARED ?= $(abspath ../shared)
 BUILD ?= build/$(MODE)
 
-DEB_PKGS := build-essential zlib1g-dev libcurl4-openssl-dev libcriterion-dev libjansson-dev libpcre2-dev
+DEB_PKGS := build-essential zlib1g-dev libcurl4-openssl-dev libcriterion-dev libjansson-dev libpcre2-dev time
 
 # -ffp-contract=off: no fused multiply-add unless written, so quantized blocks
 # stay bit-identical to llama.cpp's (its base library is built without FMA).
@@ -99,6 +99,14 @@ deps:
 demo: deps
 	$(MAKE) all
 	./scripts/demo.sh $(BUILD)
+
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(FORMATS_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Benchmarks build here; each bench/*.sh runs one (see bench/README.md).
+bench: $(BINS) $(BENCH_BINS)
 
 clean:
 	rm -rf build
