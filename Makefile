@@ -9,7 +9,8 @@ CC ?= gcc
 SHARED ?= $(abspath ../shared)
 BUILD ?= build/$(MODE)
 
-DEB_PKGS := build-essential zlib1g-dev libcurl4-openssl-dev libcriterion-dev libjansson-dev libpcre2-dev time
+DEB_PKGS := build-essential zlib1g-dev libcurl4-openssl-dev libcriterion-dev libjansson-dev libpcre2-dev time \
+            clang libclang-rt-14-dev
 
 # -ffp-contract=off: no fused multiply-add unless written, so quantized blocks
 # stay bit-identical to llama.cpp's (its base library is built without FMA).
@@ -53,7 +54,7 @@ TEST_SUPPORT := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
 TEST_SUPPORT_OBJS := $(TEST_SUPPORT:%.c=$(BUILD)/obj/%.o)
 test_module = $(word 1,$(subst _, ,$(patsubst test_%,%,$(1))))
 
-.PHONY: all deps test demo fuzz clean bench
+.PHONY: all deps test demo fuzz fuzz-build clean bench
 all: $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -104,6 +105,22 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(FORMATS_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Fuzzing: every tests/fuzz/fuzz_<name>.c is a libFuzzer target built with
+# clang over all library sources; corpora seed from tests/fuzz/corpus/<name>
+# and from the shared files named in tests/fuzz/seeds.txt.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR := build/fuzz
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -ffp-contract=off -pthread -I. -Iformats -g -O1 \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_LIB_SRCS := $(wildcard formats/*.c) $(foreach t,$(TOOLS),$(call tool_srcs,$(t)))
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRCS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) $(LDLIBS)
+fuzz-build: $(FUZZ_TARGETS)
+fuzz: fuzz-build
+	SHARED="$(SHARED)" FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_TARGETS)
 
 # Benchmarks build here; each bench/*.sh runs one (see bench/README.md).
 bench: $(BINS) $(BENCH_BINS)
