@@ -6,10 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${MODE:-release}
-BUILD=build/$MODE
+BUILD=${BUILD:-build/$MODE}
 WORK=${1:-bench/work}
 SHARED=${SHARED:-../shared}
-make -s MODE="$MODE" bench >/dev/null
+[ -n "${NO_MAKE:-}" ] || make -s MODE="$MODE" bench >/dev/null
 mkdir -p "$WORK"
 MODEL="$WORK/tinyllama-shape-bf16"
 if [ ! -f "$MODEL/config.json" ]; then
@@ -33,7 +33,7 @@ t2=$(date +%s.%N)
 out_bytes=$(stat -c %s "$WORK/convert-f16.gguf")
 rss_kb=$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$WORK/convert.time")
 wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/convert.time")
-largest=$(build/$MODE/smelt-dump "$MODEL" --json | awk -F': ' '/"bytes"/ {gsub(/[ ,]/,"",$2); if ($2>m) m=$2} END {print m}')
+largest=$($BUILD/smelt-dump "$MODEL" --json | awk -F': ' '/"bytes"/ {gsub(/[ ,]/,"",$2); if ($2>m) m=$2} END {print m}')
 python_free_calc() { awk "BEGIN { printf \"%.1f\", $1 }"; }
 cp_s=$(python_free_calc "$t1 - $t0")
 conv_s=$(python_free_calc "$t2 - $t1")
