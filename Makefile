@@ -34,7 +34,7 @@ override CFLAGS := $(CFLAGS_BASE) $(CFLAGS_MODE) $(CFLAGS)
 LDLIBS := -ljansson -lpcre2-8 -lz -lcurl -lm -pthread
 override LDFLAGS += $(LDFLAGS_MODE)
 
-TOOLS := convert merge imatrix quantize infer dump
+TOOLS := convert merge imatrix quantize infer dump fetch
 # Libraries: libsmelt-formats.a (formats/) and one libsmelt-<tool>.a per tool
 # folder holding its non-main sources, so tests can call a tool's internals.
 # A tool may use another tool's library: list it in <TOOL>_USES.
