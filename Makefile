@@ -34,7 +34,7 @@ override CFLAGS := $(CFLAGS_BASE) $(CFLAGS_MODE) $(CFLAGS)
 LDLIBS := -ljansson -lpcre2-8 -lz -lcurl -lm -pthread
 override LDFLAGS += $(LDFLAGS_MODE)
 
-TOOLS := convert merge imatrix quantize infer dump fetch
+TOOLS := convert merge imatrix quantize infer dump fetch recipe
 # Libraries: libsmelt-formats.a (formats/) and one libsmelt-<tool>.a per tool
 # folder holding its non-main sources, so tests can call a tool's internals.
 # A tool may use another tool's library: list it in <TOOL>_USES.
@@ -46,7 +46,9 @@ tool_srcs = $(filter-out $(1)/main.c,$(wildcard $(1)/*.c))
 tool_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(call tool_srcs,$(1)))
 tool_lib = $(if $(call tool_srcs,$(1)),$(BUILD)/libsmelt-$(1).a)
 tool_libs = $(foreach u,$(1) $($(1)_USES),$(call tool_lib,$(u)))
-BINS := $(foreach t,$(TOOLS),$(if $(wildcard $(t)/main.c),$(BUILD)/smelt-$(t)))
+# recipe/ builds smelt-build (the name users type); every other folder X builds smelt-X.
+bin_name = $(if $(filter recipe,$(1)),build,$(1))
+BINS := $(foreach t,$(TOOLS),$(if $(wildcard $(t)/main.c),$(BUILD)/smelt-$(call bin_name,$(t))))
 # tests/test_<module>[_what].c links libsmelt-<module>.a (and what it uses).
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
@@ -71,6 +73,9 @@ $(BUILD)/libsmelt-%.a: $$(call tool_objs,$$*)
 	ar rcs $@ $^
 
 $(BUILD)/smelt-%: $(BUILD)/obj/%/main.o $$(call tool_libs,$$*) $(FORMATS_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/smelt-build: $(BUILD)/obj/recipe/main.o $(call tool_libs,recipe) $(FORMATS_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJS) $$(call tool_libs,$$(call test_module,$$*)) $(FORMATS_LIB)
@@ -107,20 +112,30 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(FORMATS_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Fuzzing: every tests/fuzz/fuzz_<name>.c is a libFuzzer target built with
-# clang over all library sources; corpora seed from tests/fuzz/corpus/<name>
-# and from the shared files named in tests/fuzz/seeds.txt.
+# clang and linked against one sanitizer-instrumented archive of all library
+# sources (compiled once, not once per target); corpora seed from
+# tests/fuzz/corpus/<name> and from the shared files named in
+# tests/fuzz/seeds.txt. FUZZ_DIR may be overridden (one per concurrent user).
 FUZZ_SECONDS ?= 60
-FUZZ_DIR := build/fuzz
-FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -ffp-contract=off -pthread -I. -Iformats -g -O1 \
-               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_DIR ?= build/fuzz
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -ffp-contract=off -pthread -I. -Iformats -g -O1 -MMD -MP \
+               -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_LIB_SRCS := $(wildcard formats/*.c) $(foreach t,$(TOOLS),$(call tool_srcs,$(t)))
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRCS)
+FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_DIR)/obj/%.o)
+$(FUZZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_DIR)/libsmelt-fuzz.a: $(FUZZ_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libsmelt-fuzz.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libsmelt-fuzz.a $(LDLIBS)
 fuzz-build: $(FUZZ_TARGETS)
 fuzz: fuzz-build
-	SHARED="$(SHARED)" FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_TARGETS)
+	SHARED="$(SHARED)" FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_DIR="$(FUZZ_DIR)" tests/fuzz/run.sh $(FUZZ_TARGETS)
+-include $(shell find $(FUZZ_DIR) -name '*.d' 2>/dev/null)
 
 # Benchmarks build here; each bench/*.sh runs one (see bench/README.md).
 bench: $(BINS) $(BENCH_BINS)

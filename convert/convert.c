@@ -676,7 +676,12 @@ static void dir_basename(const char *dir, char *out, size_t cap)
         }
     }
     const char *b = strrchr(tmp, '/');
-    snprintf(out, cap, "%s", b ? b + 1 : tmp);
+    b = b ? b + 1 : tmp;
+    size_t bl = strlen(b);
+    if (bl >= cap) /* a directory name longer than NAME_MAX cannot exist */
+        bl = cap - 1;
+    memcpy(out, b, bl);
+    out[bl] = 0;
 }
 
 int cv_convert(const cv_opts *o, cv_summary *sum, sm_err *err)
