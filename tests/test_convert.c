@@ -121,7 +121,7 @@ Test(convert, tinystories_all_outtypes_match_llama_cpp)
     check_convert("models/tinystories-3m", CV_OUT_Q8_0, "reference/tinystories-3m/convert-q8_0.gguf", 0);
 }
 
-Test(convert, qwen2_tiny_matches_llama_cpp, .timeout = 120)
+Test(convert, qwen2_tiny_matches_llama_cpp)
 {
     check_convert("models/qwen2-tiny", CV_OUT_F16, "reference/qwen2-tiny/convert-f16.gguf", 0);
     check_convert("models/qwen2-tiny", CV_OUT_F16, "vocab/ggml-vocab-qwen2.gguf", 1);
@@ -368,7 +368,7 @@ typedef struct ccase {
     const char *needle;
 } ccase;
 
-Test(convert, malformed_inputs_fail_cleanly, .timeout = 60)
+Test(convert, malformed_inputs_fail_cleanly)
 {
     static const ccase cases[] = {
         {"config.json missing", m_no_config, SM_EMISSING, "config.json"},

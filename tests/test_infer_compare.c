@@ -35,7 +35,7 @@ static json_t *find(json_t *cands, const char *label)
     return NULL;
 }
 
-Test(compare, report_on_tinystories, .timeout = 240)
+Test(compare, report_on_tinystories)
 {
     char *dir = ts_tmpdir(), *out = NULL;
     const char *base = ts_path("reference/tinystories-3m/convert-f16.gguf");

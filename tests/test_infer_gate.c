@@ -42,7 +42,7 @@ static void teardown(void)
     free(dir);
 }
 
-TestSuite(gate, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(gate, .init = setup, .fini = teardown);
 
 Test(gate, identical_runs_pass)
 {

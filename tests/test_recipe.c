@@ -15,7 +15,7 @@ static int run_build(const char *recipe, char **out)
     return ts_run(out, "%s/smelt-build %s", ts_bin(), recipe);
 }
 
-Test(recipe, skips_unchanged_steps, .timeout = 300)
+Test(recipe, skips_unchanged_steps)
 {
     char *dir = ts_tmpdir();
     char recipe[1200], calib[1200], cmd[8192];
