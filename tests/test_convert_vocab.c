@@ -129,12 +129,12 @@ Test(convert_vocab, tinystories3m_matches_reference)
     check_model("models/tinystories-3m", "llama", "reference/tinystories-3m/convert-f16.gguf", NULL);
 }
 
-Test(convert_vocab, qwen2_tiny_matches_reference, .timeout = 60)
+Test(convert_vocab, qwen2_tiny_matches_reference)
 {
     check_model("models/qwen2-tiny", "qwen2", "reference/qwen2-tiny/convert-f16.gguf", NULL);
 }
 
-Test(convert_vocab, qwen2_tiny_matches_vocab_only_gguf, .timeout = 60)
+Test(convert_vocab, qwen2_tiny_matches_vocab_only_gguf)
 {
     check_model("models/qwen2-tiny", "qwen2", "vocab/ggml-vocab-qwen2.gguf", "qwen2");
 }
@@ -680,7 +680,7 @@ static void json_edit(const char *d, const char *file, const char *edit)
     json_decref(j);
 }
 
-Test(convert_vocab, malformed_inputs_table, .timeout = 120)
+Test(convert_vocab, malformed_inputs_table)
 {
     static const bad_case cases[] = {
         {"tokenizer.json not JSON", "models/qwen2-tiny", "qwen2", "tokenizer.json", "{\"model\": [1, 2", 0, SM_EFORMAT,

@@ -67,7 +67,7 @@ static void check_reference(const char *model, const char *file)
 }
 
 #define REF_TEST(ident, model, file) \
-    Test(quants_ref, ident, .timeout = 120) { check_reference(model, file); }
+    Test(quants_ref, ident) { check_reference(model, file); }
 
 REF_TEST(ts3m_Q3_K_S, "tinystories-3m", "Q3_K_S.gguf")
 REF_TEST(ts3m_Q3_K_S_imat, "tinystories-3m", "Q3_K_S-imat.gguf")
@@ -616,7 +616,7 @@ static double rel_rms(const float *x, const float *y, int64_t n)
     return s > 0 ? sqrt(e / s) : sqrt(e);
 }
 
-Test(quants_roundtrip, rms_error_bounds, .timeout = 60)
+Test(quants_roundtrip, rms_error_bounds)
 {
     const int64_t R = 64, C = 1024;
     float *x = malloc((size_t)(R * C) * sizeof(float)), *y = malloc((size_t)(R * C) * sizeof(float));
