@@ -28,7 +28,7 @@ static void usage(FILE *fp)
 {
     fprintf(fp,
             "usage: %s --base BASE --lora ADAPTER_DIR[:SCALE] [--lora ...] -o OUT [--outtype auto|f32|f16|bf16]\n"
-            "                   [--threads N] [--json] [--quiet]\n"
+            "                   [--threads N] [--json] [--quiet] [--force]\n"
             "       %s --export-gguf-lora ADAPTER_DIR[:SCALE] --base BASE -o ADAPTER.gguf\n"
             "       %s --inspect ADAPTER_DIR [--json]\n"
             "\n"
@@ -74,7 +74,7 @@ int main(int argc, char **argv)
     char *export_dir = NULL;
     char *loras[MAX_ADAPTERS];
     uint32_t n_loras = 0;
-    int json = 0, quiet = 0;
+    int json = 0, quiet = 0, force = 0;
     uint32_t n_threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -110,6 +110,8 @@ int main(int argc, char **argv)
             json = 1;
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
             quiet = 1;
+        } else if (strcmp(a, "--force") == 0) {
+            force = 1;
         } else {
             fprintf(stderr, "%s: unknown or incomplete option '%s'\n", prog, a);
             usage(stderr);
@@ -181,7 +183,7 @@ int main(int argc, char **argv)
     }
     merge_opts o = {
         .base = base, .out = out, .adapters = ads, .n_adapters = n_loras, .outtype = outtype,
-        .progress = quiet ? NULL : stderr, .progress_tty = isatty(2), .n_threads = n_threads,
+        .progress = quiet ? NULL : stderr, .progress_tty = isatty(2), .n_threads = n_threads, .force = force,
     };
     merge_report rep;
     if (merge_run(&o, &rep, &err) < 0) {

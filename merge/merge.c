@@ -859,8 +859,8 @@ static int merge_hf(const merge_opts *o, merge_report *rep, sm_err *err)
                 empty = 0;
         if (od)
             closedir(od);
-        if (!empty) {
-            rc = sm_err_set(err, SM_EINVAL, "%s: output exists and is not an empty directory (refusing to overwrite)", o->out);
+        if (!empty && (!o->force || !S_ISDIR(sb.st_mode))) {
+            rc = sm_err_set(err, SM_EINVAL, "%s: output exists and is not an empty directory (pass --force to replace it)", o->out);
             goto cleanup;
         }
     }
@@ -1026,8 +1026,15 @@ static int merge_hf(const merge_opts *o, merge_report *rep, sm_err *err)
         d = NULL;
     }
     if (rename(tmpdir, o->out) != 0) {
-        rc = sm_err_set(err, SM_EIO, "%s: cannot rename %s into place: %s", o->out, tmpdir, strerror(errno));
-        goto cleanup;
+        /* --force over a non-empty directory: move the old one aside first,
+         * so the destination is always either the old or the new tree */
+        char old[4200];
+        snprintf(old, sizeof old, "%s.old-%ld", o->out, (long)getpid());
+        if (!o->force || errno != ENOTEMPTY || rename(o->out, old) != 0 || rename(tmpdir, o->out) != 0) {
+            rc = sm_err_set(err, SM_EIO, "%s: cannot rename %s into place: %s", o->out, tmpdir, strerror(errno));
+            goto cleanup;
+        }
+        remove_tree_files(old);
     }
     free(tmpdir);
     tmpdir = NULL;
@@ -1081,6 +1088,9 @@ static int gguf_write_cb(void *ctx, const void *data, uint64_t n, sm_err *err)
 
 static int merge_gguf(const merge_opts *o, merge_report *rep, sm_err *err)
 {
+    struct stat ob;
+    if (!o->force && stat(o->out, &ob) == 0)
+        return sm_err_set(err, SM_EINVAL, "%s: output exists (pass --force to overwrite it)", o->out);
     gguf_file g;
     gguf_writer *w = NULL;
     merge_scratch s = {.n_threads = pick_threads(o)};

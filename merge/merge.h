@@ -35,6 +35,7 @@ typedef struct merge_opts {
     FILE *progress;           /* progress sink or NULL */
     int progress_tty;         /* 1: rewrite one line with \r; 0: one line per tensor */
     uint32_t n_threads;       /* 0: one per online CPU (at most MERGE_MAX_THREADS) */
+    int force;                /* replace an existing output (still built aside and renamed in) */
 } merge_opts;
 
 typedef struct merge_stat {
