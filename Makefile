@@ -135,7 +135,22 @@ $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libsmelt-fuzz.a
 fuzz-build: $(FUZZ_TARGETS)
 fuzz: fuzz-build
 	SHARED="$(SHARED)" FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_DIR="$(FUZZ_DIR)" tests/fuzz/run.sh $(FUZZ_TARGETS)
--include $(shell find $(FUZZ_DIR) -name '*.d' 2>/dev/null)
+-include $(shell find $(FUZZ_DIR) -name '*.d' -type f 2>/dev/null)
+
+# Fault injection (tests/test_faults*.c): these suites drive every tool's
+# library, so they link all of them (the generic rule only links
+# libsmelt-faults.a, which does not exist), and all get the allocation shim
+# tests/faults/faultalloc.c with the allocator wrapped, so the
+# N-th malloc/calloc/realloc/strdup/strndup of our code (and of jansson, via
+# json_set_alloc_funcs) can be made to fail.
+FAULT_TESTS := $(filter $(BUILD)/tests/test_faults%,$(TEST_BINS))
+FAULT_LIBS := $(foreach t,convert merge quantize imatrix infer,$(call tool_lib,$(t)))
+FAULT_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=strdup,--wrap=strndup \
+              -Wl,--wrap=json_loadb,--wrap=json_loads,--wrap=json_load_file
+$(FAULT_TESTS): $(FAULT_LIBS)
+$(FAULT_TESTS): LDLIBS := $(FAULT_LIBS) $(FORMATS_LIB) $(LDLIBS)
+$(FAULT_TESTS): $(BUILD)/obj/tests/faults/faultalloc.o
+$(FAULT_TESTS): override LDFLAGS += $(FAULT_WRAP)
 
 # Benchmarks build here; each bench/*.sh runs one (see bench/README.md).
 bench: $(BINS) $(BENCH_BINS)

@@ -170,8 +170,10 @@ int cv_naming_from_id(cv_naming *nm, const char *model_id, int64_t total_params)
     for (const char *p = full; *p;) {
         const char *e = strchr(p, '-');
         size_t k = e ? (size_t)(e - p) : strlen(p);
-        if (k) /* empty parts are removed */
-            parts[n++] = strndup(p, k);
+        if (k && !(parts[n++] = strndup(p, k))) { /* empty parts are removed */
+            rc = SM_ENOMEM;
+            goto done;
+        }
         p += k + (e ? 1 : 0);
     }
     for (int i = 0; i < n; i++) {
@@ -191,6 +193,10 @@ int cv_naming_from_id(cv_naming *nm, const char *model_id, int64_t total_params)
                 /* bloom-7b1 -> 7.1b */
                 char last = part[pl - 1], prev = part[pl - 2];
                 char *np = malloc(pl + 2);
+                if (!np) {
+                    rc = SM_ENOMEM;
+                    goto done;
+                }
                 memcpy(np, part, pl - 2);
                 np[pl - 2] = '.';
                 np[pl - 1] = last;
@@ -205,6 +211,10 @@ int cv_naming_from_id(cv_naming *nm, const char *model_id, int64_t total_params)
             if (total_params != 0) {
                 /* float(part[:-1]) * 1000 ** " KMBT".find(part[-1]) */
                 char *num = strndup(part, pl - 1), *end = NULL;
+                if (!num) {
+                    rc = SM_ENOMEM;
+                    goto done;
+                }
                 double v = strtod(num, &end);
                 int ok = end && *end == 0 && *num && !isspace((unsigned char)num[0]);
                 free(num);

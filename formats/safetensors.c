@@ -97,8 +97,12 @@ int st_parse(st_model *m, const uint8_t *buf, uint64_t len, const char *name, ui
                     goto done;
                 }
             }
-            if (shard == 0 && !m->metadata_json)
-                m->metadata_json = json_dumps(val, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            if (shard == 0 && !m->metadata_json &&
+                !(m->metadata_json = json_dumps(val, JSON_COMPACT | JSON_PRESERVE_ORDER))) {
+                /* losing __metadata__ silently would change merge's output */
+                rc = sm_err_set(err, SM_ENOMEM, "%s: out of memory copying __metadata__", name);
+                goto done;
+            }
             continue;
         }
         if (!json_is_object(val)) {
@@ -309,7 +313,10 @@ static int check_index(st_model *m, const char *dir, const char *index_path, sm_
             goto done;
         }
         char p[4096];
-        snprintf(p, sizeof p, "%s/%s", dir, fn);
+        if (snprintf(p, sizeof p, "%s/%s", dir, fn) >= (int)sizeof p) {
+            rc = sm_err_set(err, SM_ERANGE, "%s: weight_map[\"%s\"]: shard path too long", index_path, name);
+            goto done;
+        }
         struct stat st;
         if (stat(p, &st) != 0) {
             rc = sm_err_set(err, SM_EMISSING, "%s: shard '%s' named for tensor '%s' is missing", index_path, fn, name);

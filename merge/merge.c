@@ -875,7 +875,16 @@ static int merge_hf(const merge_opts *o, merge_report *rep, sm_err *err)
     while (ol > 1 && o->out[ol - 1] == '/')
         ol--;
     snprintf(tmpdir, tl, "%.*s.tmp-XXXXXX", (int)ol, o->out);
+    /* no SIGINT/SIGTERM/SIGHUP between creating the directory and telling
+     * the handler its name (tests/test_faults_io.c signals right then) */
+    sigset_t sig_block, sig_old;
+    sigemptyset(&sig_block);
+    sigaddset(&sig_block, SIGINT);
+    sigaddset(&sig_block, SIGTERM);
+    sigaddset(&sig_block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sig_block, &sig_old);
     if (!mkdtemp(tmpdir)) {
+        pthread_sigmask(SIG_SETMASK, &sig_old, NULL);
         rc = sm_err_set(err, SM_EIO, "%s: cannot create a temporary directory: %s", tmpdir, strerror(errno));
         free(tmpdir);
         tmpdir = NULL;
@@ -886,6 +895,7 @@ static int merge_hf(const merge_opts *o, merge_report *rep, sm_err *err)
     umask(um);
     chmod(tmpdir, 0777 & ~um);
     sig_dir = strdup(tmpdir);
+    pthread_sigmask(SIG_SETMASK, &sig_old, NULL);
 
     char path[4096];
     for (uint32_t sh = 0; sh < base.n_shards; sh++) {
@@ -934,12 +944,12 @@ static int merge_hf(const merge_opts *o, merge_report *rep, sm_err *err)
             rep->n_tensors++;
         }
         total_out += st_writer_file_size(w) ; /* for the index: data bytes computed below */
+        sig_track_file(path); /* before it exists: a signal right after the rename must find it */
         rc = st_writer_finish(w, err);
         st_writer_free(w);
         w = NULL;
         if (rc < 0)
             goto cleanup;
-        sig_track_file(path);
     }
     rep->bytes_out = total_out;
 
@@ -962,10 +972,10 @@ static int merge_hf(const merge_opts *o, merge_report *rep, sm_err *err)
             int edited = strcmp(e->d_name, "model.safetensors.index.json") == 0 ||
                          strcmp(e->d_name, "config.json") == 0;
             if (!edited || o->outtype == MERGE_OUT_AUTO) {
+                sig_track_file(path);
                 rc = copy_file(src, path, err); /* tokenizer files, README, ... */
                 if (rc < 0)
                     goto cleanup;
-                sig_track_file(path);
                 continue;
             }
             uint64_t len = 0, nlen = 0;
@@ -1014,13 +1024,13 @@ static int merge_hf(const merge_opts *o, merge_report *rep, sm_err *err)
                 data = idx;
                 len = il + (size_t)nl;
             }
+            sig_track_file(path);
             rc = write_whole(path, data, len, err);
             free(cfg);
             free(idx);
             cfg = idx = NULL;
             if (rc < 0)
                 goto cleanup;
-            sig_track_file(path);
         }
         closedir(d);
         d = NULL;

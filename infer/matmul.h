@@ -1,0 +1,51 @@
+/* matmul.h — integer-exact block dot products for quantized weights.
+ *
+ * llama.cpp multiplies a quantized weight row with activations quantized to
+ * Q8_0 / Q8_1 / Q8_K: each block's product is an exact integer sum, scaled
+ * by the block scales in f32. Doing the same here (rather than a float dot
+ * of dequantized values) keeps rounding differences at the level of the
+ * final f32 accumulation, which matters because each layer re-quantizes its
+ * activations: a single flipped rounding changes every later value.
+ *
+ * A weight row is first unpacked (mm_unpack_row) into int8 levels plus
+ * per-block scales; the unpacked row is then reused for every token. */
+#ifndef SMELT_INFER_MATMUL_H
+#define SMELT_INFER_MATMUL_H
+
+#include "quants.h"
+
+#include <stdint.h>
+
+enum mm_kind {
+    MM_FLOAT = 0, /* F32/F16/BF16: float dot of (rounded) activations */
+    MM_B32,       /* Q4_0, Q5_0, Q8_0, IQ4_NL with Q8_0 activations */
+    MM_B32M,      /* Q4_1, Q5_1 with Q8_1 activations */
+    MM_K,         /* Q2_K..Q6_K with Q8_K activations */
+};
+
+/* One unpacked weight row of n elements. */
+typedef struct mm_row {
+    int8_t *q;      /* [n] integer levels */
+    float *d;       /* [n/32] (B32) or [n/256] (K) block scale */
+    float *m;       /* [n/32] min (B32M) or [n/256] dmin (K) */
+    int16_t *sc;    /* [n/16] sub-block scale (K) */
+    int16_t *mn;    /* [n/16] sub-block min (K: q2_K, q4_K, q5_K) */
+    int16_t *w;     /* [n] q widened to int16, times sc for K (|q*sc| < 2^15) */
+} mm_row;
+
+int mm_kind_of(uint32_t type);
+/* Bytes of activation blocks for n elements of the kind's activation type. */
+uint64_t mm_act_bytes(int kind, int64_t n);
+/* Quantizes one activation row x[n] for kind into dst (ggml's x86 way). */
+void mm_quantize_act(int kind, const float *x, void *dst, int64_t n);
+/* Unpacks one row of a quantized type. Buffers in r must hold n entries.
+ * w, d, m, sc and mn are always filled; q only by the portable path (the
+ * AVX2 path writes w directly for Q4_K, Q6_K and Q8_0). */
+void mm_unpack_row(uint32_t type, const uint8_t *src, int64_t n, mm_row *r);
+/* Widens the int8 quants of activation blocks act (n elements) to int16. */
+void mm_widen_act(int kind, const void *act, int16_t *act16, int64_t n);
+/* Dot product of an unpacked row with quantized activations act (and their
+ * int16 copy act16 from mm_widen_act). */
+float mm_dot(int kind, const mm_row *r, const void *act, const int16_t *act16, int64_t n);
+
+#endif
