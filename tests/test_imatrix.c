@@ -324,7 +324,7 @@ static int run_small(im_collector *c, int process_output, int32_t n_ctx, int32_t
     return rc;
 }
 
-Test(imatrix_run, batches_calls_and_output, .timeout = 60)
+Test(imatrix_run, batches_calls_and_output, .timeout = 120)
 {
     im_collector c;
     sm_err err = {0};
