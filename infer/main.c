@@ -40,7 +40,12 @@ typedef struct opts {
 
 static int fail(const char *path, const sm_err *err)
 {
-    fprintf(stderr, "%s: %s: %s\n", prog, path ? path : "-", err->msg);
+    size_t n = path ? strlen(path) : 0;
+    /* library messages about a file usually start with its path already */
+    if (n && !strncmp(err->msg, path, n) && err->msg[n] == ':')
+        fprintf(stderr, "%s: %s\n", prog, err->msg);
+    else
+        fprintf(stderr, "%s: %s: %s\n", prog, path ? path : "-", err->msg);
     return 1;
 }
 
@@ -277,6 +282,21 @@ static int cmd_perplexity(const opts *o)
         json_object_set_new(j, "tokenizer_pre", json_string(tok_pre_name(v)));
         json_object_set_new(j, "n_tokens", json_integer((json_int_t)n));
         json_object_set_new(j, "tokens_sha256", json_string(kh));
+        /* the vocabulary itself: raw bytes of the token and merge arrays */
+        sm_sha256 vs;
+        uint8_t dg[32];
+        char vh[65];
+        sm_sha256_init(&vs);
+        const char *vkeys[] = {"tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens",
+                               "tokenizer.ggml.merges"};
+        for (size_t k = 0; k < sizeof vkeys / sizeof vkeys[0]; k++) {
+            const gguf_kv *kv = gguf_get(&m.gguf, vkeys[k]);
+            if (kv)
+                sm_sha256_update(&vs, kv->raw, (size_t)kv->raw_len);
+        }
+        sm_sha256_final(&vs, dg);
+        sm_sha256_to_hex(dg, vh);
+        json_object_set_new(j, "vocab_sha256", json_string(vh));
         json_object_set_new(j, "threads", json_integer(o->n_threads));
         json_object_set_new(j, "seconds", json_real(secs));
         char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
