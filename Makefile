@@ -57,6 +57,8 @@ TEST_SUPPORT_OBJS := $(TEST_SUPPORT:%.c=$(BUILD)/obj/%.o)
 test_module = $(word 1,$(subst _, ,$(patsubst test_%,%,$(1))))
 
 .PHONY: all deps test demo fuzz fuzz-build clean bench
+# keep objects between runs (they are intermediates of pattern-rule chains)
+.SECONDARY:
 all: $(BINS)
 
 $(BUILD)/obj/%.o: %.c
