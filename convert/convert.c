@@ -697,7 +697,7 @@ int cv_convert(const cv_opts *o, cv_summary *sum, sm_err *err)
     out_tensor *ts = NULL;
     uint64_t n_ts = 0;
     gguf_writer *w = NULL;
-    cv_naming nm = {0};
+    sm_naming nm = {0};
     float *f32buf = NULL;
     uint8_t *outbuf = NULL;
     size_t f32cap = 0, outcap = 0;
@@ -732,18 +732,18 @@ int cv_convert(const cv_opts *o, cv_summary *sum, sm_err *err)
         int slashes = 0;
         for (const char *c = name_or_path; *c; c++)
             slashes += *c == '/';
-        if (slashes <= 1 && (rc = cv_naming_from_id(&nm, name_or_path, (int64_t)total_params)))
+        if (slashes <= 1 && (rc = sm_naming_from_id(&nm, name_or_path, (int64_t)total_params)))
             goto oom;
     }
     char base[1024];
     dir_basename(o->model_dir, base, sizeof base);
-    if ((rc = cv_naming_from_id(&nm, base, (int64_t)total_params)))
+    if ((rc = sm_naming_from_id(&nm, base, (int64_t)total_params)))
         goto oom;
     if (!nm.name && !(nm.name = strdup(base)))
         goto oom;
     if (!nm.size_label && total_params > 0) {
         char lbl[32];
-        cv_size_label(total_params, lbl, sizeof lbl);
+        sm_size_label(total_params, lbl, sizeof lbl);
         if (!(nm.size_label = strdup(lbl)))
             goto oom;
     }
@@ -755,11 +755,11 @@ int cv_convert(const cv_opts *o, cv_summary *sum, sm_err *err)
         char fname[1024];
         const char *ot = outtype == CV_OUT_F32 ? "F32" : outtype == CV_OUT_BF16 ? "BF16" : outtype == CV_OUT_Q8_0 ? "Q8_0" : "F16";
         if (o->vocab_only) {
-            cv_naming vn = nm;
+            sm_naming vn = nm;
             vn.size_label = NULL;
-            cv_default_filename(&vn, NULL, "vocab", fname, sizeof fname);
+            sm_default_filename(&vn, NULL, "vocab", fname, sizeof fname);
         } else {
-            cv_default_filename(&nm, ot, NULL, fname, sizeof fname);
+            sm_default_filename(&nm, ot, NULL, fname, sizeof fname);
         }
         snprintf(sum->outfile, sizeof sum->outfile, "%s/%s", o->model_dir, fname);
     }
@@ -837,7 +837,7 @@ done:
     free(ts);
     free(f32buf);
     free(outbuf);
-    cv_naming_free(&nm);
+    sm_naming_free(&nm);
     st_close(&st);
     json_decref(h.root);
     return rc;

@@ -1,6 +1,6 @@
 /* export.c — PEFT adapter -> llama.cpp GGUF LoRA (see export.h). */
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include "export.h"
+#include "naming.h"
 
 #include "merge.h"
 
@@ -12,7 +12,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,200 +19,26 @@
 
 /* ------------------------------------------------------------ naming */
 
-/* Python re.fullmatch(pattern, s, re.IGNORECASE). */
-static int fullmatch_ci(const char *pattern, const char *s)
-{
-    int ec;
-    PCRE2_SIZE eo;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-                                   PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_CASELESS, &ec, &eo, NULL);
-    if (!re)
-        return 0;
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    int rc = md ? pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL) : -1;
-    pcre2_match_data_free(md);
-    pcre2_code_free(re);
-    return rc >= 0;
-}
-
-enum { NT_BASENAME = 1, NT_SIZE = 2, NT_FINETUNE = 4, NT_VERSION = 8, NT_TYPE = 16 };
-
-#define NAME_MAX_PARTS 32
-
-/* Python str.islower(): has a cased character and none is upper case. */
-static int py_islower(const char *w)
-{
-    int cased = 0;
-    for (const char *p = w; *p; p++) {
-        if (isupper((unsigned char)*p))
-            return 0;
-        if (islower((unsigned char)*p))
-            cased = 1;
-    }
-    return cased;
-}
-
-/* Metadata.id_to_title: words split on '-' and white space, each lower-case
- * word that is not a version or number title-cased (ASCII). */
+/* Metadata.id_to_title of gguf-py (formats/naming.c), into a fixed buffer. */
 static void id_to_title(const char *id, char *out, size_t out_len)
 {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", id);
-    for (char *p = buf; *p; p++)
-        if (*p == '-')
-            *p = ' ';
-    size_t o = 0;
-    out[0] = '\0';
-    char *save = NULL;
-    for (char *w = strtok_r(buf, " \t\n\r", &save); w; w = strtok_r(NULL, " \t\n\r", &save)) {
-        if (py_islower(w) && !fullmatch_ci("v\\d+(?:\\.\\d+)*|\\d.*", w)) {
-            /* title(): upper after a non-letter, lower after a letter */
-            int prev_alpha = 0;
-            for (char *p = w; *p; p++) {
-                unsigned char c = (unsigned char)*p;
-                if (isalpha(c)) {
-                    *p = (char)(prev_alpha ? tolower(c) : toupper(c));
-                    prev_alpha = 1;
-                } else {
-                    prev_alpha = 0;
-                }
-            }
-        }
-        int n = snprintf(out + o, out_len - o, "%s%s", o ? " " : "", w);
-        if (n < 0 || (size_t)n >= out_len - o)
-            break;
-        o += (size_t)n;
-    }
-}
-
-static void join_parts(char parts[][64], const uint32_t *types, uint32_t n, uint32_t want, int exclude_basename,
-                       int dedup, char *out, size_t out_len)
-{
-    size_t o = 0;
-    out[0] = '\0';
-    for (uint32_t i = 0; i < n; i++) {
-        if (!(types[i] & want) || (exclude_basename && (types[i] & NT_BASENAME)))
-            continue;
-        if (dedup) {
-            int seen = 0;
-            for (uint32_t j = 0; j < i && !seen; j++)
-                seen = (types[j] & want) && strcmp(parts[j], parts[i]) == 0;
-            if (seen)
-                continue;
-        }
-        int w = snprintf(out + o, out_len - o, "%s%s", o ? "-" : "", parts[i]);
-        if (w < 0 || (size_t)w >= out_len - o)
-            break;
-        o += (size_t)w;
-    }
+    char *t = sm_id_to_title(id);
+    snprintf(out, out_len, "%s", t ? t : id);
+    free(t);
 }
 
 void export_model_names(const char *dir_name, int64_t total_params, export_names *out)
 {
     memset(out, 0, sizeof *out);
-    if (strchr(dir_name, ' ')) {
-        snprintf(out->name, sizeof out->name, "%s", dir_name);
-        return;
+    sm_naming n = {0};
+    if (sm_naming_from_id(&n, dir_name, total_params) == 0) {
+        snprintf(out->name, sizeof out->name, "%s", n.name ? n.name : "");
+        snprintf(out->basename, sizeof out->basename, "%s", n.basename ? n.basename : "");
+        snprintf(out->finetune, sizeof out->finetune, "%s", n.finetune ? n.finetune : "");
+        snprintf(out->version, sizeof out->version, "%s", n.version ? n.version : "");
+        snprintf(out->size_label, sizeof out->size_label, "%s", n.size_label ? n.size_label : "");
     }
-    id_to_title(dir_name, out->name, sizeof out->name);
-
-    char parts[NAME_MAX_PARTS][64];
-    uint32_t types[NAME_MAX_PARTS] = {0};
-    uint32_t n = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", dir_name);
-    char *save = NULL;
-    for (char *p = strtok_r(buf, "-", &save); p && n < NAME_MAX_PARTS; p = strtok_r(NULL, "-", &save))
-        snprintf(parts[n++], sizeof parts[0], "%s", p);
-
-    for (uint32_t i = 0; i < n; i++) {
-        char *part = parts[i];
-        size_t len = strlen(part);
-        if (fullmatch_ci("(v|iter)?\\d+([.]\\d+)*", part)) {
-            types[i] |= NT_VERSION;
-        } else if (fullmatch_ci("i?q\\d(_\\w)*|b?fp?(16|32)", part)) {
-            types[i] |= NT_TYPE;
-            for (char *c = part; *c; c++)
-                *c = (char)toupper((unsigned char)*c);
-        } else if (i > 0 && fullmatch_ci("(([A]|\\d+[x])?\\d+([._]\\d+)?[KMBT][\\d]?|small|mini|medium|large|x?xl)", part)) {
-            for (char *c = part; *c; c++)
-                if (*c == '_')
-                    *c = '.';
-            if (len >= 2 && isdigit((unsigned char)part[len - 1])) {
-                /* bloom-7b1 -> 7.1B */
-                char a = part[len - 2], b = part[len - 1];
-                part[len - 2] = '.';
-                part[len - 1] = b;
-                if (len + 1 < sizeof parts[0]) {
-                    part[len] = a;
-                    part[len + 1] = '\0';
-                    len++;
-                }
-            }
-            if (len > 1 && isdigit((unsigned char)part[len - 2]) && strchr("kmbt", part[len - 1]))
-                part[len - 1] = (char)toupper((unsigned char)part[len - 1]);
-            if (total_params != 0) {
-                const char *units = " KMBT";
-                const char *u = strchr(units, part[len - 1]);
-                char num[64];
-                snprintf(num, sizeof num, "%.*s", (int)(len - 1), part);
-                char *end = NULL;
-                double v = strtod(num, &end);
-                if (u && *u != ' ' && end && *end == '\0' && len > 1) {
-                    double label = v * pow(1000.0, (double)(u - units));
-                    int64_t tp = total_params < 0 ? -total_params : total_params;
-                    if ((total_params < 0 && label < (double)(tp / 8)) ||
-                        (total_params > 0 && fabs(label - (double)total_params) > (double)(7 * total_params / 8))) {
-                        types[i] |= NT_FINETUNE;
-                        part[len - 1] = (char)tolower((unsigned char)part[len - 1]);
-                    }
-                }
-            }
-            if (types[i] == 0)
-                types[i] |= NT_SIZE;
-        } else if (i > 0 && fullmatch_ci("chat|instruct|vision|lora", part)) {
-            if (total_params < 0 && fullmatch_ci("lora", part))
-                types[i] |= NT_TYPE;
-            else
-                types[i] |= NT_FINETUNE;
-        }
-    }
-    /* word-only size labels are dropped when a numeric one exists */
-    int numeric_size = 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (types[i] & NT_SIZE)
-            for (const char *c = parts[i]; *c; c++)
-                numeric_size |= isdigit((unsigned char)*c) != 0;
-    if (numeric_size)
-        for (uint32_t i = 0; i < n; i++) {
-            int all_alpha = 1;
-            for (const char *c = parts[i]; *c; c++)
-                all_alpha &= isalpha((unsigned char)*c) != 0;
-            if ((types[i] & NT_SIZE) && all_alpha)
-                types[i] &= ~(uint32_t)NT_SIZE;
-        }
-    int at_start = 1;
-    for (uint32_t i = 0; i < n; i++) {
-        if (at_start && ((types[i] == 0 && isalpha((unsigned char)parts[i][0])) || (types[i] & NT_VERSION))) {
-            types[i] |= NT_BASENAME;
-        } else {
-            at_start = 0;
-            if (types[i] == 0)
-                types[i] |= NT_FINETUNE;
-        }
-    }
-    for (uint32_t i = n; i-- > 0;) {
-        if ((types[i] & NT_BASENAME) && types[i] != NT_BASENAME)
-            types[i] &= ~(uint32_t)NT_BASENAME;
-        else
-            break;
-    }
-    join_parts(parts, types, n, NT_BASENAME, 0, 0, out->basename, sizeof out->basename);
-    join_parts(parts, types, n, NT_SIZE, 0, 1, out->size_label, sizeof out->size_label);
-    join_parts(parts, types, n, NT_FINETUNE, 0, 0, out->finetune, sizeof out->finetune);
-    join_parts(parts, types, n, NT_VERSION, 1, 0, out->version, sizeof out->version);
-    if (!out->size_label[0] && !out->finetune[0] && !out->version[0])
-        out->basename[0] = '\0';
+    sm_naming_free(&n);
 }
 
 /* ------------------------------------------------------------ model card */
@@ -345,7 +170,7 @@ static int card_write_base_model(gguf_writer *w, uint32_t idx, const char *id, i
         snprintf(repo, sizeof repo, "%s", id);
         const char *p = strstr(id, "huggingface.co/");
         hf = NULL;
-        if (p && fullmatch_ci("https?://huggingface.co/[^/]+/[^/]+", id) && strncmp(id, "http", 4) == 0)
+        if (p && sm_fullmatch("https?://huggingface.co/[^/]+/[^/]+", id, 1) && strncmp(id, "http", 4) == 0)
             hf = p + strlen("huggingface.co/");
     }
     if (hf) {

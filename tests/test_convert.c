@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 
 #include "convert/convert.h"
-#include "convert/naming.h"
+#include "formats/naming.h"
 #include "formats/gguf.h"
 #include "support.h"
 
@@ -154,8 +154,8 @@ Test(convert, naming_heuristics)
         {"Llama-2-7b-hf", 0, "Llama 2 7b Hf", "Llama-2", "hf", NULL, "7B"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cv_naming n = {0};
-        cr_assert_eq(cv_naming_from_id(&n, cases[i].id, cases[i].params), 0);
+        sm_naming n = {0};
+        cr_assert_eq(sm_naming_from_id(&n, cases[i].id, cases[i].params), 0);
 #define EQ(f)                                                                                              \
     cr_expect((n.f == NULL && cases[i].f == NULL) || (n.f && cases[i].f && strcmp(n.f, cases[i].f) == 0), \
               "%s: " #f " = '%s', expected '%s'", cases[i].id, n.f ? n.f : "(none)", cases[i].f ? cases[i].f : "(none)")
@@ -167,16 +167,16 @@ Test(convert, naming_heuristics)
                       (n.size_label && cases[i].size && strcmp(n.size_label, cases[i].size) == 0),
                   "%s: size_label '%s'", cases[i].id, n.size_label ? n.size_label : "(none)");
 #undef EQ
-        cv_naming_free(&n);
+        sm_naming_free(&n);
     }
     char lbl[32];
-    cv_size_label(260000 + 1234, lbl, sizeof lbl);
+    sm_size_label(260000 + 1234, lbl, sizeof lbl);
     cr_assert_str_eq(lbl, "261K");
-    cv_size_label(3410176, lbl, sizeof lbl);
+    sm_size_label(3410176, lbl, sizeof lbl);
     cr_assert_str_eq(lbl, "3.4M");
-    cv_size_label(1100048384ull, lbl, sizeof lbl);
+    sm_size_label(1100048384ull, lbl, sizeof lbl);
     cr_assert_str_eq(lbl, "1.1B");
-    cv_size_label(9988160, lbl, sizeof lbl);
+    sm_size_label(9988160, lbl, sizeof lbl);
     cr_assert_str_eq(lbl, "10M"); /* python: round(9.99) has 2 digits -> no decimals */
 }
 

@@ -10,8 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Whole-string match, optionally case-insensitive, as Python re.fullmatch. */
-static int fullmatch(const char *pattern, const char *s, int icase)
+int sm_fullmatch(const char *pattern, const char *s, int icase)
 {
     int ec;
     PCRE2_SIZE eo;
@@ -58,7 +57,7 @@ static int py_islower(const char *s)
     return cased;
 }
 
-char *cv_id_to_title(const char *id)
+char *sm_id_to_title(const char *id)
 {
     size_t n = strlen(id);
     char *buf = malloc(n + 1), *out = malloc(n + 1);
@@ -75,7 +74,7 @@ char *cv_id_to_title(const char *id)
     for (char *w = strtok_r(buf, " \t\r\n\v\f", &save); w; w = strtok_r(NULL, " \t\r\n\v\f", &save)) {
         if (o)
             out[o++] = ' ';
-        int keep = !py_islower(w) || fullmatch("(v\\d+(?:\\.\\d+)*|\\d.*)", w, 0);
+        int keep = !py_islower(w) || sm_fullmatch("(v\\d+(?:\\.\\d+)*|\\d.*)", w, 0);
         int prev_cased = 0;
         for (char *c = w; *c; c++) {
             unsigned char ch = (unsigned char)*c;
@@ -133,7 +132,7 @@ static char *join(char **parts, const int *types, int n, int want, int exclude, 
     return s;
 }
 
-int cv_naming_from_id(cv_naming *nm, const char *model_id, int64_t total_params)
+int sm_naming_from_id(sm_naming *nm, const char *model_id, int64_t total_params)
 {
     if (!model_id)
         return 0;
@@ -178,13 +177,13 @@ int cv_naming_from_id(cv_naming *nm, const char *model_id, int64_t total_params)
     }
     for (int i = 0; i < n; i++) {
         char *part = parts[i];
-        if (fullmatch("(v|iter)?\\d+([.]\\d+)*", part, 1)) {
+        if (sm_fullmatch("(v|iter)?\\d+([.]\\d+)*", part, 1)) {
             types[i] |= T_VERSION;
-        } else if (fullmatch("i?q\\d(_\\w)*|b?fp?(16|32)", part, 1)) {
+        } else if (sm_fullmatch("i?q\\d(_\\w)*|b?fp?(16|32)", part, 1)) {
             types[i] |= T_TYPE;
             for (char *c = part; *c; c++)
                 *c = (char)toupper((unsigned char)*c);
-        } else if (i > 0 && fullmatch("(([A]|\\d+[x])?\\d+([._]\\d+)?[KMBT][\\d]?|small|mini|medium|large|x?xl)", part, 1)) {
+        } else if (i > 0 && sm_fullmatch("(([A]|\\d+[x])?\\d+([._]\\d+)?[KMBT][\\d]?|small|mini|medium|large|x?xl)", part, 1)) {
             for (char *c = part; *c; c++)
                 if (*c == '_')
                     *c = '.';
@@ -233,9 +232,9 @@ int cv_naming_from_id(cv_naming *nm, const char *model_id, int64_t total_params)
             }
             if (types[i] == 0)
                 types[i] |= T_SIZE;
-        } else if (i > 0 && fullmatch("chat|instruct|vision|lora", part, 1)) {
+        } else if (i > 0 && sm_fullmatch("chat|instruct|vision|lora", part, 1)) {
             if (total_params < 0 && (strcmp(part, "lora") == 0 || strcmp(part, "LoRA") == 0 ||
-                                     fullmatch("lora", part, 1)))
+                                     sm_fullmatch("lora", part, 1)))
                 types[i] |= T_TYPE;
             else
                 types[i] |= T_FINETUNE;
@@ -276,9 +275,9 @@ int cv_naming_from_id(cv_naming *nm, const char *model_id, int64_t total_params)
     }
 apply:
     if (!nm->name && full)
-        nm->name = cv_id_to_title(full);
+        nm->name = sm_id_to_title(full);
     if (!nm->organization && org)
-        nm->organization = cv_id_to_title(org);
+        nm->organization = sm_id_to_title(org);
 #define TAKE(field, v)        \
     if (!nm->field && v) {    \
         nm->field = v;        \
@@ -303,7 +302,7 @@ done:
     return rc;
 }
 
-void cv_naming_free(cv_naming *n)
+void sm_naming_free(sm_naming *n)
 {
     free(n->name);
     free(n->basename);
@@ -321,7 +320,7 @@ static double py_round(double x)
     return r;
 }
 
-void cv_size_label(uint64_t n, char *out, uint32_t cap)
+void sm_size_label(uint64_t n, char *out, uint32_t cap)
 {
     double v = (double)n, scaled;
     char suffix;
@@ -363,7 +362,7 @@ static void append_part(char *out, uint32_t cap, const char *s)
     out[o] = 0;
 }
 
-void cv_default_filename(const cv_naming *n, const char *output_type, const char *kind, char *out, uint32_t cap)
+void sm_default_filename(const sm_naming *n, const char *output_type, const char *kind, char *out, uint32_t cap)
 {
     out[0] = 0;
     append_part(out, cap, n->basename ? n->basename : n->name ? n->name : "ggml-model");
