@@ -151,7 +151,7 @@ void gen_result_free(sm_gen_result *r);
 typedef struct sm_mem_report {
     uint64_t weights;       /* tensor data bytes (mapped, not copied) */
     uint64_t kv_cache;      /* K and V for n_ctx positions as allocated (f32 holding f16-rounded values) */
-    uint64_t kv_cache_f16;  /* what llama.cpp's default F16 cache needs (half of kv_cache) */
+    uint64_t kv_cache_f16;  /* what llama.cpp's default F16 cache needs (= kv_cache: smelt caches F16 too) */
     uint64_t compute;       /* activation buffers, logits, scratch */
     uint64_t total;
     uint64_t peak_rss;      /* measured VmHWM after a run (0 if not run) */

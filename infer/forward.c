@@ -3,12 +3,17 @@
 #include "fp16.h"
 #include "matmul.h"
 #include "ops.h"
+#include "types.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ sizes */
+
+/* llama.cpp pads the attended KV length to a multiple of 32 (at least 32);
+ * the padded cells are masked (probability 0). */
+static int64_t kv_pad(int64_t n) { return n < 32 ? 32 : (n + 31) / 32 * 32; }
 
 typedef struct dims {
     int64_t E, H, nq, nkv, F, V, max_in, scratch;
@@ -29,9 +34,9 @@ static dims get_dims(const sm_model *m, int32_t n_ctx)
         d.max_in = d.nq;
     if (d.F > d.max_in)
         d.max_in = d.F;
-    /* per thread: 8 dequantized weight rows and their transpose, attention
-     * scores, one rounded q */
-    d.scratch = 16 * d.max_in + n_ctx + d.H + 16;
+    /* per thread: 4 dequantized weight rows; attention scores and one V row
+     * over the KV length padded to 32 (llama.cpp's n_kv); q and one K row */
+    d.scratch = 4 * d.max_in + 2 * kv_pad(n_ctx) + 2 * d.H + 16;
     return d;
 }
 
@@ -40,9 +45,8 @@ void ctx_estimate(const sm_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_t
 {
     dims d = get_dims(m, n_ctx);
     uint64_t B = (uint64_t)n_batch;
-    /* the cache holds f16-rounded values widened to f32 so attention reads
-     * them without conversion (twice llama.cpp's F16 cache size) */
-    *kv_bytes = 2ull * (uint64_t)m->hp.n_layer * (uint64_t)n_ctx * (uint64_t)d.nkv * sizeof(float);
+    /* F16 K and V, llama.cpp's default cache types */
+    *kv_bytes = 2ull * (uint64_t)m->hp.n_layer * (uint64_t)n_ctx * (uint64_t)d.nkv * sizeof(uint16_t);
     uint64_t fl = B * (uint64_t)(3 * d.E + d.max_in + 2 * d.nq + 2 * d.nkv + 2 * d.F + m->hp.n_rot + d.V + 1) +
                   (uint64_t)n_threads * (uint64_t)d.scratch;
     uint64_t xq = (uint64_t)B * ((uint64_t)d.max_in * 292 / 256 + 292);
@@ -109,8 +113,8 @@ int ctx_init(sm_ctx *c, const sm_model *m, int32_t n_ctx, int32_t n_batch, int32
     dims d = get_dims(m, n_ctx);
     const int64_t B = n_batch;
     uint64_t kv_elems = (uint64_t)m->hp.n_layer * (uint64_t)n_ctx * (uint64_t)d.nkv;
-    c->k_cache = calloc(kv_elems ? kv_elems : 1, sizeof(float));
-    c->v_cache = calloc(kv_elems ? kv_elems : 1, sizeof(float));
+    c->k_cache = calloc(kv_elems ? kv_elems : 1, sizeof(uint16_t));
+    c->v_cache = calloc(kv_elems ? kv_elems : 1, sizeof(uint16_t));
     int fail = !c->k_cache || !c->v_cache;
     c->x = falloc(B * d.E, &fail);
     c->xn = falloc(B * d.E, &fail);
@@ -205,31 +209,65 @@ static void job_round(void *arg, int32_t ith, int32_t nth)
         ops_act_round(j->act, j->src + t * j->len, j->c->xr + t * j->len, j->len);
 }
 
+/* Which ggml kernel llama.cpp's CPU backend (AVX-512 build with AVX512-BF16,
+ * as on the machine that made the references) uses for a float weight:
+ * llamafile's tinyBLAS (<16> for F32/F16, <32> with vdpbf16ps for BF16) when
+ * the product has >= 2 tokens and the row length fits, else the type's
+ * vec_dot. */
+enum { FK_TB16, FK_TB32BF, FK_F16, FK_BF16, FK_F32 };
+
+static int float_kernel(uint32_t type, int64_t k, int32_t n_tokens)
+{
+    /* the reference machine has AVX512-BF16: tinyBLAS<32> with vdpbf16ps */
+    if (type == SM_TYPE_BF16)
+        return n_tokens >= 2 && k % 32 == 0 ? FK_TB32BF : FK_BF16;
+    if (n_tokens >= 2 && k % 16 == 0)
+        return FK_TB16;
+    if (type == SM_TYPE_F16)
+        return FK_F16;
+    if (type == SM_TYPE_BF16)
+        return FK_BF16;
+    return FK_F32;
+}
+
+static float float_dot(int fk, const float *w, const float *x, int64_t k)
+{
+    switch (fk) {
+    case FK_TB16: return ops_dot_tb16(w, x, k);
+    case FK_TB32BF: return ops_dot_tb32bf(w, x, k);
+    case FK_F16: return ops_dot_vf16(w, x, k);
+    case FK_BF16: return ops_dot_vbf16(w, x, k);
+    default: return ops_dot_vf32(w, x, k);
+    }
+}
+
 /* Float weights (F32/F16/BF16): rows are split across threads in groups of
- * 8; each group is dequantized once, stored transposed (k-major) and reused
- * for every token of the batch. */
+ * 4; each group is dequantized once and reused for every token of the
+ * batch. */
 static void job_matmul(void *arg, int32_t ith, int32_t nth)
 {
     job *j = arg;
     float *wbuf = j->c->scratch + (int64_t)ith * j->c->scratch_stride;
-    float *wt = wbuf + 8 * j->c->scratch_rows;
     for (int32_t it = 0; it < j->n_items; it++) {
         const mm_item *mi = &j->items[it];
         const sm_weight *w = mi->w;
         const int64_t K = w->n_in, N = w->n_out;
-        int64_t groups = (N + 7) / 8, glo, ghi;
+        const int fk = float_kernel(w->type, K, j->n);
+        int64_t groups = (N + 3) / 4, glo, ghi;
         pool_split(groups, ith, nth, &glo, &ghi);
         for (int64_t g = glo; g < ghi; g++) {
-            int64_t r0 = g * 8;
-            int64_t nr = N - r0 < 8 ? N - r0 : 8;
+            int64_t r0 = g * 4;
+            int64_t nr = N - r0 < 4 ? N - r0 : 4;
             for (int64_t r = 0; r < nr; r++)
                 ops_dequant_row(w->type, w->data + (uint64_t)(r0 + r) * w->row_bytes, wbuf + r * K, K);
-            for (int64_t k = 0; k < K; k++)
-                for (int64_t r = 0; r < 8; r++)
-                    wt[k * 8 + r] = r < nr ? wbuf[r * K + k] : 0.0f;
             for (int32_t t = 0; t < j->n; t++) {
-                float out[8];
-                ops_dot8t(wt, j->xr + (int64_t)t * K, K, out);
+                float out[4];
+                const float *x = j->xr + (int64_t)t * K;
+                if (fk == FK_TB16 && nr == 4)
+                    ops_dot_tb16x4(wbuf, K, x, K, out);
+                else
+                    for (int64_t r = 0; r < nr; r++)
+                        out[r] = float_dot(fk, wbuf + r * K, x, K);
                 float *y = mi->y + (int64_t)t * N + r0;
                 for (int64_t r = 0; r < nr; r++)
                     y[r] = mi->bias ? out[r] + mi->bias[r0 + r] : out[r];
@@ -258,7 +296,7 @@ static void job_matmul_q(void *arg, int32_t ith, int32_t nth)
     sm_ctx *c = j->c;
     const int64_t us = c->u_stride;
     mm_row r = {c->uq + ith * us, c->ud + ith * (us / 32 + 1), c->um + ith * (us / 32 + 1),
-                c->usc + ith * (us / 16 + 1), c->umn + ith * (us / 16 + 1), c->uw + ith * us};
+                c->usc + ith * (us / 16 + 1), c->umn + ith * (us / 16 + 1), c->uw + ith * us, 0};
     for (int32_t it = 0; it < j->n_items; it++) {
         const mm_item *mi = &j->items[it];
         const sm_weight *w = mi->w;
@@ -366,7 +404,7 @@ static void job_norm(void *arg, int32_t ith, int32_t nth)
     }
 }
 
-/* RoPE on q and k, then k and v rounded to F16 into the cache. */
+/* RoPE on q and k, then k and v stored as F16 into the cache. */
 static void job_rope_store(void *arg, int32_t ith, int32_t nth)
 {
     job *j = arg;
@@ -382,21 +420,22 @@ static void job_rope_store(void *arg, int32_t ith, int32_t nth)
         for (int32_t h = 0; h < hp->n_head_kv; h++)
             ops_rope(c->k + t * nkv + h * H, cs, hp->n_rot, hp->rope_neox);
         int64_t pos = c->n_pos + t;
-        /* transposed cache: each (kv head, dim) row runs over positions, so
-         * attention reads it with contiguous vector loads */
-        float *kl = c->k_cache + (uint64_t)j->layer * (uint64_t)nkv * (uint64_t)c->n_ctx;
-        float *vl = c->v_cache + (uint64_t)j->layer * (uint64_t)nkv * (uint64_t)c->n_ctx;
+        /* K row per position; V transposed (each dimension runs over
+         * positions), the layouts of llama.cpp's cache */
+        uint16_t *kl = c->k_cache + (uint64_t)j->layer * (uint64_t)nkv * (uint64_t)c->n_ctx;
+        uint16_t *vl = c->v_cache + (uint64_t)j->layer * (uint64_t)nkv * (uint64_t)c->n_ctx;
         for (int64_t i = 0; i < nkv; i++) {
-            kl[i * c->n_ctx + pos] = ops_f16_table[sm_f32_to_f16(c->k[t * nkv + i])];
-            vl[i * c->n_ctx + pos] = ops_f16_table[sm_f32_to_f16(c->v[t * nkv + i])];
+            kl[pos * nkv + i] = sm_f32_to_f16(c->k[t * nkv + i]);
+            vl[i * c->n_ctx + pos] = sm_f32_to_f16(c->v[t * nkv + i]);
         }
     }
 }
 
-/* Causal attention of every (token, head) pair over the cache. As in
- * llama.cpp without flash attention: q is rounded to F16 for the K product,
- * softmax(scale*s) sums in double, probabilities are rounded to F16 for the
- * V product. */
+/* Causal attention of every (token, head) pair over the cache, computed as
+ * llama.cpp without flash attention on the reference machine: q rounded to
+ * F16, KQ with the F16 mul_mat kernel (tinyBLAS<16> for batches, else
+ * vec_dot_f16), ggml's softmax over the padded KV length, probabilities
+ * rounded to F16, KQV with the same kernel choice over the padded length. */
 static void job_attention(void *arg, int32_t ith, int32_t nth)
 {
     job *j = arg;
@@ -405,10 +444,14 @@ static void job_attention(void *arg, int32_t ith, int32_t nth)
     const int64_t H = hp->n_embd_head, nq = H * hp->n_head, nkv = H * hp->n_head_kv;
     const int64_t C = c->n_ctx;
     const int32_t gqa = hp->n_head / hp->n_head_kv;
+    const int64_t npad = kv_pad(c->n_pos + j->n);
+    const int batched = j->n >= 2;
     float *sc = c->scratch + (int64_t)ith * c->scratch_stride;
-    float *qh = sc + C;
-    const float *kl = c->k_cache + (uint64_t)j->layer * (uint64_t)nkv * (uint64_t)C;
-    const float *vl = c->v_cache + (uint64_t)j->layer * (uint64_t)nkv * (uint64_t)C;
+    float *vr = sc + kv_pad(C);
+    float *qh = vr + kv_pad(C);
+    float *kr = qh + H;
+    const uint16_t *kl = c->k_cache + (uint64_t)j->layer * (uint64_t)nkv * (uint64_t)C;
+    const uint16_t *vl = c->v_cache + (uint64_t)j->layer * (uint64_t)nkv * (uint64_t)C;
     int64_t lo, hi;
     pool_split((int64_t)j->n * hp->n_head, ith, nth, &lo, &hi);
     for (int64_t p = lo; p < hi; p++) {
@@ -419,14 +462,35 @@ static void job_attention(void *arg, int32_t ith, int32_t nth)
         const float *q = c->q + t * nq + h * H;
         for (int64_t i = 0; i < H; i++)
             qh[i] = ops_f16_table[sm_f32_to_f16(q[i])];
-        /* scores[s] = sum_i q[i] * K[i][s] */
-        ops_gemv_t(kl + (int64_t)g * H * C, C, qh, H, n_kv, sc);
-        float mx = ops_scale_max(sc, hp->kq_scale, n_kv);
-        double sum = ops_exp_sum(sc, mx, n_kv);
-        ops_scale_round_f16(sc, (float)(1.0 / sum), n_kv);
+        for (int64_t s = 0; s < n_kv; s++) {
+            const uint16_t *kp = kl + s * nkv + (int64_t)g * H;
+            if (batched && H % 16 == 0) {
+                sc[s] = ops_dot_tb16_h(kp, qh, H);
+            } else {
+                ops_f16_row(kp, kr, H);
+                sc[s] = ops_dot_vf16(kr, qh, H);
+            }
+        }
+        ops_softmax_ggml(sc, n_kv, hp->kq_scale);
+        for (int64_t s = n_kv; s < npad; s++)
+            sc[s] = 0.0f;
         float *out = c->att + t * nq + h * H;
-        for (int64_t i = 0; i < H; i++)
-            out[i] = ops_dot(sc, vl + ((int64_t)g * H + i) * C, n_kv);
+        /* batches: whole 16-blocks straight from the cache, the last partial
+         * block through vr with zeros (masked cells add exactly nothing, so
+         * stopping there equals llama.cpp's padded length) */
+        const int64_t nfull = batched ? (n_kv & ~(int64_t)15) : 0;
+        const int64_t nblk = batched ? (n_kv + 15) / 16 * 16 : npad;
+        for (int64_t i = 0; i < H; i++) {
+            const uint16_t *vp = vl + ((int64_t)g * H + i) * C;
+            ops_f16_row(vp + nfull, vr + nfull, n_kv - nfull);
+            for (int64_t s = n_kv; s < nblk; s++)
+                vr[s] = 0.0f;
+            if (batched) {
+                out[i] = ops_dot_tb16_hf(vp, vr, sc, nfull, nblk);
+            } else {
+                out[i] = ops_dot_vf16(vr, sc, npad);
+            }
+        }
     }
 }
 
@@ -464,6 +528,7 @@ int ctx_eval(sm_ctx *c, const int32_t *tokens, int32_t n, int32_t out_first, sm_
     j.n = n;
     j.tokens = tokens;
     const int64_t nqd = (int64_t)hp->n_head * hp->n_embd_head;
+    int trimmed = 0;
     run(c, job_embed, &j, (int64_t)n * (E + 8 * hp->n_rot));
 
     for (int32_t il = 0; il < hp->n_layer; il++) {
@@ -479,20 +544,35 @@ int ctx_eval(sm_ctx *c, const int32_t *tokens, int32_t n, int32_t out_first, sm_
         run(c, job_rope_store, &j, (int64_t)n * nqd * 4);
         run(c, job_attention, &j, (int64_t)n * nqd * (c->n_pos + n) * 2);
         mm_item o[1] = {{&L->wo, c->tmp, L->bo}};
-        matmul_group(c, c->att, n, o, 1);
+        matmul_group(c, c->att, j.n, o, 1);
+        if (il == hp->n_layer - 1 && out_first > 0 && n - out_first < 2 && !c->hook) {
+            /* llama.cpp computes the last FFN only for the output rows
+             * (ggml_get_rows of inp_out_ids); with one row that picks other
+             * kernels (vec_dot instead of tinyBLAS). With 2+ rows the rows
+             * come out the same either way, and callers like perplexity that
+             * skip logits still get llama.cpp's all-rows numbers; the hook
+             * (imatrix) sees every row as with llama.cpp. */
+            int32_t n_out = n - out_first;
+            trimmed = 1;
+            if (n_out == 0)
+                break;
+            memmove(c->x, c->x + (int64_t)out_first * E, (size_t)n_out * (size_t)E * sizeof(float));
+            memmove(c->tmp, c->tmp + (int64_t)out_first * E, (size_t)n_out * (size_t)E * sizeof(float));
+            j.n = n_out;
+        }
         /* x += attn; xn = ffn_norm(x) */
         j.addend = c->tmp;
         j.norm_w = L->ffn_norm;
         j.norm_out = c->xn;
-        run(c, job_norm, &j, (int64_t)n * E * 3);
+        run(c, job_norm, &j, (int64_t)j.n * E * 3);
         mm_item gu[2] = {{&L->ffn_gate, c->gate, NULL}, {&L->ffn_up, c->up, NULL}};
-        matmul_group(c, c->xn, n, gu, 2);
-        run(c, job_swiglu, &j, (int64_t)n * hp->n_ff * 16);
+        matmul_group(c, c->xn, j.n, gu, 2);
+        run(c, job_swiglu, &j, (int64_t)j.n * hp->n_ff * 16);
         mm_item dn[1] = {{&L->ffn_down, c->tmp, NULL}};
-        matmul_group(c, c->gate, n, dn, 1);
+        matmul_group(c, c->gate, j.n, dn, 1);
         j.addend = c->tmp;
         j.norm_w = NULL;
-        run(c, job_norm, &j, (int64_t)n * E);
+        run(c, job_norm, &j, (int64_t)j.n * E);
     }
     c->n_pos += n;
     c->n_logits = n - out_first;
@@ -503,8 +583,9 @@ int ctx_eval(sm_ctx *c, const int32_t *tokens, int32_t n, int32_t out_first, sm_
         jo.n = c->n_logits;
         jo.norm_w = m->output_norm;
         jo.norm_out = c->xn;
-        /* the residual rows of the requested tokens */
-        if (out_first > 0)
+        /* the residual rows of the requested tokens (unless the last layer
+         * already kept only those) */
+        if (out_first > 0 && !trimmed)
             memmove(c->x, c->x + (int64_t)out_first * E, (size_t)c->n_logits * (size_t)E * sizeof(float));
         run(c, job_norm, &jo, (int64_t)jo.n * E * 2);
         mm_item out[1] = {{&m->output, c->logits, NULL}};

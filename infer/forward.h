@@ -32,8 +32,8 @@ typedef struct sm_ctx {
     int32_t n_batch;       /* max tokens per ctx_eval */
     int32_t n_pos;         /* positions currently held in the cache */
     sm_pool *pool;
-    float *k_cache;        /* [n_layer, n_head_kv, n_embd_head, n_ctx] f16-rounded, position fastest */
-    float *v_cache;        /* [n_layer, n_head_kv, n_embd_head, n_ctx] f16-rounded, position fastest */
+    uint16_t *k_cache;     /* [n_layer, n_ctx, n_head_kv*n_embd_head] F16, as llama.cpp's K cache */
+    uint16_t *v_cache;     /* [n_layer, n_head_kv*n_embd_head, n_ctx] F16, transposed like llama.cpp's V */
     float *x;              /* [n_batch, n_embd] residual stream */
     float *xn;             /* [n_batch, n_embd] normed input of a block */
     float *xr;             /* [n_batch, max_in] input rounded for one weight type */
@@ -62,7 +62,7 @@ typedef struct sm_ctx {
     int16_t *uw;           /* [n_threads, max_in] unpacked levels as int16 (times scale) */
     int64_t u_stride;      /* elements of uq per thread (max_in) */
     int32_t n_logits;      /* rows of logits filled by the last ctx_eval */
-    uint64_t kv_bytes;     /* bytes of the K and V caches (f32 holding f16-rounded values) */
+    uint64_t kv_bytes;     /* bytes of the K and V caches (F16, llama.cpp's size) */
     uint64_t buf_bytes;    /* bytes of every other buffer */
     sm_mm_hook hook;
     void *hook_user;

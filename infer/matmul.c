@@ -3,6 +3,7 @@
 #include "fp16.h"
 #include "types.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,6 +239,11 @@ static void unpack_k(uint32_t type, const uint8_t *src, int64_t n, mm_row *r)
 
 static int mm_avx2 = -1;
 
+void mm_force_portable(int on)
+{
+    mm_avx2 = on ? 0 : -1;
+}
+
 static int have_avx2(void)
 {
     if (mm_avx2 < 0)
@@ -331,8 +337,13 @@ __attribute__((target("avx2"))) static int unpack_avx2(uint32_t type, const uint
 }
 #endif
 
+#if !defined(__x86_64__)
+void mm_force_portable(int on) { (void)on; }
+#endif
+
 void mm_unpack_row(uint32_t type, const uint8_t *src, int64_t n, mm_row *r)
 {
+    r->type = type;
 #if defined(__x86_64__)
     if (have_avx2() && unpack_avx2(type, src, n, r))
         return;
@@ -367,6 +378,66 @@ void mm_widen_act(int kind, const void *act, int16_t *act16, int64_t n)
 
 /* ------------------------------------------------------------ dots */
 
+/* hsum_float_8: 128-bit halves, then movehl, then movehdup. */
+static float hsum8_scalar(const float *v)
+{
+    float q[4];
+    for (int i = 0; i < 4; i++)
+        q[i] = v[4 + i] + v[i];
+    return (q[0] + q[2]) + (q[1] + q[3]);
+}
+
+/* Q4_K/Q5_K mins: the 8 mins of 32-element sub-blocks (mn holds each
+ * twice) times the 32-element bsums, paired into 4 lanes; Q4_K keeps the 4
+ * lanes (acc_m), Q5_K adds their integer sum into a scalar. */
+static void k_mins4(const int16_t *mn, const int16_t *bsums, float dmin, uint32_t type, float *m4, float *summs)
+{
+    int32_t p[4];
+    for (int k = 0; k < 4; k++) {
+        int32_t s0 = bsums[4 * k] + bsums[4 * k + 1], s1 = bsums[4 * k + 2] + bsums[4 * k + 3];
+        p[k] = mn[4 * k] * s0 + mn[4 * k + 2] * s1;
+    }
+    if (type == SM_TYPE_Q4_K) {
+        for (int k = 0; k < 4; k++)
+            m4[k] = fmaf(dmin, (float)p[k], m4[k]);
+    } else {
+        *summs = fmaf(dmin, (float)(p[0] + p[1] + p[2] + p[3]), *summs);
+    }
+}
+
+/* One 256-block of a K-quant row into the accumulators, as ggml's AVX2
+ * kernel of that type: lanes[8] are the block's integer lane sums (scales
+ * applied), a8 the 8 f32 lanes, m4 (Q4_K) the 4 lanes of mins, summs
+ * (Q5_K) the scalar sum of mins. */
+static void k_block_acc(const mm_row *r, const sm_block_q8_K *y, int64_t b, const int32_t *lanes, float *a8,
+                        float *m4, float *summs)
+{
+    const float d = y->d * r->d[b];
+    const float dmin = -y->d * r->m[b];
+    const int16_t *mn = r->mn + b * 16;
+    if (r->type == SM_TYPE_Q2_K) {
+        /* mins of the 16 sub-blocks times bsums, pairwise, before the quants */
+        for (int k = 0; k < 8; k++) {
+            int32_t p = mn[2 * k] * y->bsums[2 * k] + mn[2 * k + 1] * y->bsums[2 * k + 1];
+            a8[k] = fmaf(dmin, (float)p, a8[k]);
+        }
+    } else if (r->type == SM_TYPE_Q4_K || r->type == SM_TYPE_Q5_K) {
+        k_mins4(mn, y->bsums, dmin, r->type, m4, summs);
+    }
+    for (int k = 0; k < 8; k++)
+        a8[k] = fmaf(d, (float)lanes[k], a8[k]);
+}
+
+/* What ggml adds after hsum_float_8(acc) for a K type. */
+static float k_tail(uint32_t type, const float *m4, float summs)
+{
+    if (type == SM_TYPE_Q4_K)
+        return (m4[0] + m4[2]) + (m4[1] + m4[3]);
+    if (type == SM_TYPE_Q5_K)
+        return summs;
+    return 0.0f;
+}
+
 #if defined(__x86_64__)
 __attribute__((target("avx2,fma"))) static float hsum8(__m256 v)
 {
@@ -385,23 +456,48 @@ __attribute__((target("avx2,fma"))) static float dot_avx2(int kind, const mm_row
     float extra = 0.0f;
     if (kind == MM_K) {
         const sm_block_q8_K *y = act;
+        float m4[4], summs = 0.0f;
+        __m128 m4v = _mm_setzero_ps();
         for (int64_t b = 0; b < n / 256; b++) {
             const int16_t *w = r->w + b * 256, *x = a16 + b * 256;
-            __m256i s = _mm256_setzero_si256();
+            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
             for (int k = 0; k < 256; k += 32) {
-                s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w + k)),
-                                                          _mm256_loadu_si256((const __m256i *)(const void *)(x + k))));
-                s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w + k + 16)),
-                                                          _mm256_loadu_si256((const __m256i *)(const void *)(x + k + 16))));
+                s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w + k)),
+                                                            _mm256_loadu_si256((const __m256i *)(const void *)(x + k))));
+                s1 = _mm256_add_epi32(s1,
+                                      _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w + k + 16)),
+                                                        _mm256_loadu_si256((const __m256i *)(const void *)(x + k + 16))));
             }
+            /* lane i = products 4i..4i+3 of every 32 (ggml's maddubs + madd
+             * grouping); integer sums, so regrouping once per block is exact */
+            __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(s0, s1), 0xD8);
+            /* the mins as k_block_acc does them, the quants in the vector */
+            const float d = y[b].d * r->d[b];
+            const float dmin = -y[b].d * r->m[b];
             const int16_t *mn = r->mn + b * 16;
-            int32_t msum = 0;
-            for (int g = 0; g < 16; g++)
-                msum += mn[g] * y[b].bsums[g];
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(y[b].d * r->d[b]), _mm256_cvtepi32_ps(s), acc);
-            extra -= (y[b].d * r->m[b]) * (float)msum;
+            if (r->type == SM_TYPE_Q2_K) {
+                __m256i p = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)mn),
+                                              _mm256_loadu_si256((const __m256i *)(const void *)y[b].bsums));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(p), acc);
+            } else if (r->type == SM_TYPE_Q4_K || r->type == SM_TYPE_Q5_K) {
+                /* k_mins4 with hardware fma (fmaf would be a libm call here) */
+                const int16_t *bs = y[b].bsums;
+                int32_t p[4];
+                for (int k = 0; k < 4; k++)
+                    p[k] = mn[4 * k] * (bs[4 * k] + bs[4 * k + 1]) + mn[4 * k + 2] * (bs[4 * k + 2] + bs[4 * k + 3]);
+                if (r->type == SM_TYPE_Q4_K)
+                    m4v = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(void *)p)),
+                                       m4v);
+                else
+                    summs = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(dmin), _mm_set_ss((float)(p[0] + p[1] + p[2] + p[3])),
+                                                       _mm_set_ss(summs)));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc);
         }
-    } else {
+        _mm_storeu_ps(m4, m4v);
+        return hsum8(acc) + k_tail(r->type, m4, summs);
+    }
+    {
         for (int64_t b = 0; b < n / 32; b++) {
             const int16_t *w = r->w + b * 32, *x = a16 + b * 32;
             __m256i s0 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)w),
@@ -443,25 +539,32 @@ float mm_dot(int kind, const mm_row *r, const void *act, const int16_t *a16, int
     float sumf = 0.0f;
     if (kind == MM_K) {
         const sm_block_q8_K *y = act;
+        float a8[8] = {0}, m4[4] = {0, 0, 0, 0}, summs = 0.0f;
         for (int64_t b = 0; b < n / 256; b++) {
-            const int16_t *mn = r->mn + b * 16;
-            int32_t isum = idot(r->w + b * 256, a16 + b * 256, 256), msum = 0;
-            for (int g = 0; g < 16; g++)
-                msum += mn[g] * y[b].bsums[g];
-            sumf += (y[b].d * r->d[b]) * (float)isum - (y[b].d * r->m[b]) * (float)msum;
+            const int16_t *w = r->w + b * 256, *x = a16 + b * 256;
+            int32_t lanes[8] = {0};
+            for (int e = 0; e < 256; e++)
+                lanes[(e % 32) / 4] += (int32_t)w[e] * (int32_t)x[e];
+            k_block_acc(r, &y[b], b, lanes, a8, m4, &summs);
         }
-    } else if (kind == MM_B32) {
-        const sm_block_q8_0 *y = act;
-        for (int64_t b = 0; b < n / 32; b++)
-            sumf += (r->d[b] * h2f(y[b].d)) * (float)idot(r->w + b * 32, a16 + b * 32, 32);
-    } else if (kind == MM_B32M) {
-        const sm_block_q8_1 *y = act;
-        float summs = 0.0f;
-        for (int64_t b = 0; b < n / 32; b++) {
-            sumf += (r->d[b] * h2f(y[b].d)) * (float)idot(r->w + b * 32, a16 + b * 32, 32);
-            summs += r->m[b] * h2f(y[b].s);
-        }
-        sumf += summs;
+        return hsum8_scalar(a8) + k_tail(r->type, m4, summs);
     }
+    /* 32-blocks: the AVX2 path's 8 lanes of 4 consecutive products */
+    float a8[8] = {0}, extra = 0.0f;
+    for (int64_t b = 0; b < n / 32; b++) {
+        const int16_t *w = r->w + b * 32, *x = a16 + b * 32;
+        float dy;
+        if (kind == MM_B32) {
+            dy = h2f(((const sm_block_q8_0 *)act)[b].d);
+        } else {
+            const sm_block_q8_1 *y = act;
+            dy = h2f(y[b].d);
+            extra += r->m[b] * h2f(y[b].s);
+        }
+        const float db = r->d[b] * dy;
+        for (int k = 0; k < 8; k++)
+            a8[k] = fmaf(db, (float)idot(w + 4 * k, x + 4 * k, 4), a8[k]);
+    }
+    sumf = hsum8_scalar(a8) + extra;
     return sumf;
 }

@@ -31,6 +31,7 @@ typedef struct mm_row {
     int16_t *sc;    /* [n/16] sub-block scale (K) */
     int16_t *mn;    /* [n/16] sub-block min (K: q2_K, q4_K, q5_K) */
     int16_t *w;     /* [n] q widened to int16, times sc for K (|q*sc| < 2^15) */
+    uint32_t type;  /* the row's ggml type (set by mm_unpack_row) */
 } mm_row;
 
 int mm_kind_of(uint32_t type);
@@ -45,7 +46,14 @@ void mm_unpack_row(uint32_t type, const uint8_t *src, int64_t n, mm_row *r);
 /* Widens the int8 quants of activation blocks act (n elements) to int16. */
 void mm_widen_act(int kind, const void *act, int16_t *act16, int64_t n);
 /* Dot product of an unpacked row with quantized activations act (and their
- * int16 copy act16 from mm_widen_act). */
+ * int16 copy act16 from mm_widen_act). The f32 accumulation follows ggml's
+ * x86 kernels (AVX2 ggml_vec_dot_qX_K_q8_K, tinyBLAS_Q0_AVX): each block's
+ * exact integer products are grouped in 8 lanes of 4 consecutive elements,
+ * scaled into 8 f32 lanes with fma, mins handled per type, one horizontal
+ * sum at the end; the AVX2 and portable paths give the same bits. */
 float mm_dot(int kind, const mm_row *r, const void *act, const int16_t *act16, int64_t n);
+
+/* Tests: 1 forces the portable kernels, 0 restores the CPU's choice. */
+void mm_force_portable(int on);
 
 #endif

@@ -11,7 +11,7 @@ void mem_estimate(const sm_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_t
     if (n_batch > n_ctx)
         n_batch = n_ctx;
     ctx_estimate(m, n_ctx, n_batch, n_threads, &r->kv_cache, &r->compute);
-    r->kv_cache_f16 = r->kv_cache / 2;
+    r->kv_cache_f16 = r->kv_cache; /* the cache is F16 like llama.cpp's */
     r->total = r->weights + r->kv_cache + r->compute;
 }
 

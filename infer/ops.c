@@ -218,9 +218,96 @@ void ops_rmsnorm(const float *x, const float *w, float *y, int64_t n, float eps)
         y[i] = (x[i] * scale) * w[i];
 }
 
+/* ggml_v_expf (ggml-cpu.c, AVX-512 build) for one lane: the same fma chain,
+ * 2^n applied like _mm512_scalef_ps (ldexpf rounds the same way). Explicit
+ * fmaf because our build does not contract. */
+float ops_expf_ggml(float x)
+{
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                         u, fmaf(0x1.ffffecp-1f, b, 1.0f));
+    if (fabsf(n) > 192.0f)
+        return n <= 0.0f ? 0.0f : INFINITY;
+    return ldexpf(j, (int)n);
+}
+
+#if OPS_X86
+/* Eight lanes of ggml_v_expf; lanes are independent, so any vector width
+ * gives the AVX-512 results. *big is set when a lane has |n| > 126 (the
+ * exponent trick below would be wrong there: the caller redoes it in C). */
+__attribute__((target("avx2,fma"))) static __m256 expf8(__m256 x, int *big)
+{
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    __m256 n = _mm256_sub_ps(z, r);
+    __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    __m256 u = _mm256_mul_ps(b, b);
+    __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+    __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    *big |= _mm256_movemask_ps(_mm256_cmp_ps(an, _mm256_set1_ps(126.0f), _CMP_GT_OQ)) != 0;
+    /* 2^n as exponent bits: exact for |n| <= 126, so j * 2^n rounds once */
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(j, _mm256_castsi256_ps(e));
+}
+
+/* e[16] = ggml_v_expf(s[k] - mx) for k < 16 */
+__attribute__((target("avx2,fma"))) static void exp16_avx2(const float *s, float mx, float *e)
+{
+    for (int h = 0; h < 2; h++) {
+        int big = 0;
+        __m256 v = expf8(_mm256_sub_ps(_mm256_loadu_ps(s + 8 * h), _mm256_set1_ps(mx)), &big);
+        if (big)
+            for (int k = 0; k < 8; k++)
+                e[8 * h + k] = ops_expf_ggml(s[8 * h + k] - mx);
+        else
+            _mm256_storeu_ps(e + 8 * h, v);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void swiglu_avx2(float *g, const float *u, int64_t n16)
+{
+    for (int64_t i = 0; i < n16; i += 8) {
+        __m256 v = _mm256_loadu_ps(g + i);
+        int big = 0;
+        __m256 e = expf8(_mm256_sub_ps(_mm256_setzero_ps(), v), &big);
+        if (big) {
+            for (int k = 0; k < 8; k++) {
+                float vk = g[i + k];
+                g[i + k] = (vk / (1.0f + ops_expf_ggml(0.0f - vk))) * u[i + k];
+            }
+            continue;
+        }
+        __m256 s = _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
+}
+#endif
+
+/* ggml_vec_silu_f32 on an AVX-512 build: ggml_v_silu on whole 16-lane
+ * vectors, libm expf on the tail; then ggml_mul with up. */
 void ops_swiglu(float *g, const float *u, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) {
+    const int64_t n16 = n & ~(int64_t)15;
+    int64_t i = 0;
+#if OPS_X86
+    if (ops_have_avx2) {
+        swiglu_avx2(g, u, n16);
+        i = n16;
+    }
+#endif
+    for (; i < n16; i++) {
+        float v = g[i];
+        g[i] = (v / (1.0f + ops_expf_ggml(0.0f - v))) * u[i];
+    }
+    for (; i < n; i++) {
         float v = g[i];
         g[i] = (v / (1.0f + expf(-v))) * u[i];
     }
@@ -247,35 +334,21 @@ void ops_rope(float *x, const float *cs, int32_t n_rot, int neox)
         for (int32_t i = 0; i < h; i++) {
             float c = cs[2 * i], s = cs[2 * i + 1];
             float a = x[i], b = x[i + h];
-            x[i] = a * c - b * s;
-            x[i + h] = a * s + b * c;
+            x[i] = fmaf(a, c, -(b * s));
+            x[i + h] = fmaf(a, s, b * c);
         }
     } else {
         for (int32_t i = 0; i < n_rot; i += 2) {
             float c = cs[i], s = cs[i + 1];
             float a = x[i], b = x[i + 1];
-            x[i] = a * c - b * s;
-            x[i + 1] = a * s + b * c;
+            /* gcc contracts ggml's x0*cos - x1*sin this way (-march=native) */
+            x[i] = fmaf(a, c, -(b * s));
+            x[i + 1] = fmaf(a, s, b * c);
         }
     }
 }
 
 /* ------------------------------------------------------------ dot products */
-
-static float dot_scalar(const float *a, const float *b, int64_t n)
-{
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 3 < n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++)
-        s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
-}
 
 #if OPS_X86
 __attribute__((target("avx2,fma"))) static float hsum256(__m256 v)
@@ -286,53 +359,6 @@ __attribute__((target("avx2,fma"))) static float hsum256(__m256 v)
     lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
     lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
     return _mm_cvtss_f32(lo);
-}
-
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int64_t n)
-{
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 15 < n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    for (; i + 7 < n; i += 8)
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    float s = hsum256(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
-#endif
-
-#if OPS_X86
-__attribute__((target("avx2,fma"))) static void gemv_t_avx2(const float *a, int64_t lda, const float *x, int64_t k,
-                                                             int64_t n, float *y)
-{
-    int64_t s = 0;
-    for (; s + 15 < n; s += 16) {
-        __m256 y0 = _mm256_setzero_ps(), y1 = _mm256_setzero_ps();
-        for (int64_t i = 0; i < k; i++) {
-            __m256 xv = _mm256_set1_ps(x[i]);
-            y0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(a + i * lda + s), y0);
-            y1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(a + i * lda + s + 8), y1);
-        }
-        _mm256_storeu_ps(y + s, y0);
-        _mm256_storeu_ps(y + s + 8, y1);
-    }
-    for (; s + 7 < n; s += 8) {
-        __m256 y0 = _mm256_setzero_ps();
-        for (int64_t i = 0; i < k; i++)
-            y0 = _mm256_fmadd_ps(_mm256_set1_ps(x[i]), _mm256_loadu_ps(a + i * lda + s), y0);
-        _mm256_storeu_ps(y + s, y0);
-    }
-    for (; s < n; s++) {
-        float acc = 0.0f;
-        for (int64_t i = 0; i < k; i++)
-            acc += x[i] * a[i * lda + s];
-        y[s] = acc;
-    }
 }
 
 __attribute__((target("avx2,fma,f16c"))) static void scale_round_f16c(float *p, float sc, int64_t n)
@@ -348,107 +374,7 @@ __attribute__((target("avx2,fma,f16c"))) static void scale_round_f16c(float *p, 
         p[i] = ops_f16_table[sm_f32_to_f16(p[i] * sc)];
 }
 
-/* exp(x) for x <= 0 (softmax arguments): 2^k * p(r), r = x - k ln2,
- * degree-7 Taylor polynomial on |r| <= ln2/2 (relative error < 2e-7). */
-__attribute__((target("avx2,fma"))) static __m256 exp256(__m256 x)
-{
-    const __m256 lo = _mm256_set1_ps(-87.0f);
-    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(x, lo);
-    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.428606765330187045e-06f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-    __m256 res = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    return _mm256_andnot_ps(under, res);
-}
-
-__attribute__((target("avx2,fma"))) static double exp_sum_avx2(float *x, float mx, int64_t n)
-{
-    double sum = 0.0;
-    __m256 m = _mm256_set1_ps(mx);
-    int64_t i = 0;
-    for (; i + 7 < n; i += 8) {
-        __m256 v = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
-        _mm256_storeu_ps(x + i, v);
-        sum += (double)hsum256(v);
-    }
-    for (; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += (double)x[i];
-    }
-    return sum;
-}
-
-__attribute__((target("avx2,fma"))) static float scale_max_avx2(float *x, float scale, int64_t n)
-{
-    __m256 sv = _mm256_set1_ps(scale), mv = _mm256_set1_ps(-INFINITY);
-    int64_t i = 0;
-    for (; i + 7 < n; i += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), sv);
-        _mm256_storeu_ps(x + i, v);
-        mv = _mm256_max_ps(mv, v);
-    }
-    float buf[8], mx = -INFINITY;
-    _mm256_storeu_ps(buf, mv);
-    for (int k = 0; k < 8; k++)
-        mx = buf[k] > mx ? buf[k] : mx;
-    for (; i < n; i++) {
-        x[i] *= scale;
-        mx = x[i] > mx ? x[i] : mx;
-    }
-    return mx;
-}
-
-__attribute__((target("avx2,fma"))) static void dot8t_avx2(const float *wt, const float *x, int64_t k, float *out)
-{
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 3 < k; i += 4) {
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(x[i]), _mm256_loadu_ps(wt + 8 * i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_set1_ps(x[i + 1]), _mm256_loadu_ps(wt + 8 * i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_set1_ps(x[i + 2]), _mm256_loadu_ps(wt + 8 * i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_set1_ps(x[i + 3]), _mm256_loadu_ps(wt + 8 * i + 24), a3);
-    }
-    for (; i < k; i++)
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(x[i]), _mm256_loadu_ps(wt + 8 * i), a0);
-    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-}
-
-__attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, const float *x, int64_t n)
-{
-    __m256 av = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 7 < n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++)
-        y[i] += a * x[i];
-}
 #endif
-
-void ops_gemv_t(const float *a, int64_t lda, const float *x, int64_t k, int64_t n, float *y)
-{
-#if OPS_X86
-    if (ops_have_avx2) {
-        gemv_t_avx2(a, lda, x, k, n, y);
-        return;
-    }
-#endif
-    for (int64_t s = 0; s < n; s++)
-        y[s] = 0.0f;
-    for (int64_t i = 0; i < k; i++)
-        for (int64_t s = 0; s < n; s++)
-            y[s] += x[i] * a[i * lda + s];
-}
 
 void ops_scale_round_f16(float *p, float s, int64_t n)
 {
@@ -462,68 +388,300 @@ void ops_scale_round_f16(float *p, float s, int64_t n)
         p[i] = ops_f16_table[sm_f32_to_f16(p[i] * s)];
 }
 
-float ops_scale_max(float *x, float scale, int64_t n)
+/* ------------------------------------------- ggml AVX-512 dot products
+ *
+ * The reference outputs were made by ggml built for an AVX-512 CPU. Its f32
+ * sums run in 16 lanes (lane = element index % 16) with fused multiply-adds,
+ * reduced in the order gcc emits for _mm512_reduce_add_ps. Lanes are
+ * independent, so two 8-lane AVX2 accumulators or a 16-entry array with
+ * fmaf give the same bits; only the reduction order matters. */
+
+/* _mm512_reduce_add_ps as gcc expands it: halves, quarters, then pairs. */
+static float red16(const float *v)
+{
+    float t8[8], t4[4];
+    for (int i = 0; i < 8; i++)
+        t8[i] = v[8 + i] + v[i];
+    for (int i = 0; i < 4; i++)
+        t4[i] = t8[4 + i] + t8[i];
+    return (t4[0] + t4[2]) + (t4[1] + t4[3]);
+}
+
+/* ggml's GGML_F32x16_REDUCE of four accumulators (s0+=s2, s1+=s3, s0+=s1). */
+static float red4x16(float s[4][16])
+{
+    float v[16];
+    for (int k = 0; k < 16; k++)
+        v[k] = (s[0][k] + s[2][k]) + (s[1][k] + s[3][k]);
+    return red16(v);
+}
+
+static float tb16_scalar(const float *a, const float *b, int64_t n)
+{
+    float acc[16] = {0};
+    for (int64_t l = 0; l < n; l += 16)
+        for (int k = 0; k < 16; k++)
+            acc[k] = fmaf(a[l + k], b[l + k], acc[k]);
+    return red16(acc);
+}
+
+/* the 4 x 16 accumulators of ggml_vec_dot_f16/f32 over n & ~63 */
+static float vec64_scalar(const float *a, const float *b, int64_t np)
+{
+    float s[4][16] = {{0}};
+    for (int64_t i = 0; i < np; i += 64)
+        for (int j = 0; j < 4; j++)
+            for (int k = 0; k < 16; k++)
+                s[j][k] = fmaf(a[i + j * 16 + k], b[i + j * 16 + k], s[j][k]);
+    return red4x16(s);
+}
+
+#if OPS_X86
+__attribute__((target("avx2,fma"))) static float tb16_avx2(const float *a, const float *b, int64_t n)
+{
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (int64_t l = 0; l < n; l += 16) {
+        lo = _mm256_fmadd_ps(_mm256_loadu_ps(a + l), _mm256_loadu_ps(b + l), lo);
+        hi = _mm256_fmadd_ps(_mm256_loadu_ps(a + l + 8), _mm256_loadu_ps(b + l + 8), hi);
+    }
+    /* red16 == hsum256(lo + hi) (see red16) */
+    return hsum256(_mm256_add_ps(lo, hi));
+}
+
+__attribute__((target("avx2,fma"))) static void tb16x4_avx2(const float *w, int64_t ldw, const float *x, int64_t n,
+                                                             float *out)
+{
+    __m256 l0 = _mm256_setzero_ps(), h0 = _mm256_setzero_ps(), l1 = _mm256_setzero_ps(), h1 = _mm256_setzero_ps();
+    __m256 l2 = _mm256_setzero_ps(), h2 = _mm256_setzero_ps(), l3 = _mm256_setzero_ps(), h3 = _mm256_setzero_ps();
+    const float *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
+    for (int64_t l = 0; l < n; l += 16) {
+        __m256 xl = _mm256_loadu_ps(x + l), xh = _mm256_loadu_ps(x + l + 8);
+        l0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + l), xl, l0);
+        h0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + l + 8), xh, h0);
+        l1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + l), xl, l1);
+        h1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + l + 8), xh, h1);
+        l2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + l), xl, l2);
+        h2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + l + 8), xh, h2);
+        l3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + l), xl, l3);
+        h3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + l + 8), xh, h3);
+    }
+    out[0] = hsum256(_mm256_add_ps(l0, h0));
+    out[1] = hsum256(_mm256_add_ps(l1, h1));
+    out[2] = hsum256(_mm256_add_ps(l2, h2));
+    out[3] = hsum256(_mm256_add_ps(l3, h3));
+}
+
+__attribute__((target("avx2,fma"))) static float vec64_avx2(const float *a, const float *b, int64_t np)
+{
+    __m256 s[4][2];
+    for (int j = 0; j < 4; j++)
+        s[j][0] = s[j][1] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < np; i += 64)
+        for (int j = 0; j < 4; j++)
+            for (int h = 0; h < 2; h++) {
+                const int64_t o = i + j * 16 + h * 8;
+                s[j][h] = _mm256_fmadd_ps(_mm256_loadu_ps(a + o), _mm256_loadu_ps(b + o), s[j][h]);
+            }
+    __m256 v0 = _mm256_add_ps(_mm256_add_ps(s[0][0], s[2][0]), _mm256_add_ps(s[1][0], s[3][0]));
+    __m256 v1 = _mm256_add_ps(_mm256_add_ps(s[0][1], s[2][1]), _mm256_add_ps(s[1][1], s[3][1]));
+    return hsum256(_mm256_add_ps(v0, v1));
+}
+#endif
+
+float ops_dot_tb16(const float *a, const float *b, int64_t n)
 {
 #if OPS_X86
     if (ops_have_avx2)
-        return scale_max_avx2(x, scale, n);
+        return tb16_avx2(a, b, n);
 #endif
-    float mx = -INFINITY;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] *= scale;
-        mx = x[i] > mx ? x[i] : mx;
-    }
-    return mx;
+    return tb16_scalar(a, b, n);
 }
 
-double ops_exp_sum(float *x, float mx, int64_t n)
-{
-#if OPS_X86
-    if (ops_have_avx2)
-        return exp_sum_avx2(x, mx, n);
-#endif
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += (double)x[i];
-    }
-    return sum;
-}
-
-void ops_dot8t(const float *wt, const float *x, int64_t k, float *out)
+void ops_dot_tb16x4(const float *w, int64_t ldw, const float *x, int64_t n, float *out)
 {
 #if OPS_X86
     if (ops_have_avx2) {
-        dot8t_avx2(wt, x, k, out);
+        tb16x4_avx2(w, ldw, x, n, out);
         return;
     }
 #endif
-    for (int r = 0; r < 8; r++) {
-        float acc = 0.0f;
-        for (int64_t i = 0; i < k; i++)
-            acc += wt[i * 8 + r] * x[i];
-        out[r] = acc;
-    }
+    for (int r = 0; r < 4; r++)
+        out[r] = tb16_scalar(w + r * ldw, x, n);
 }
 
-void ops_axpy(float *y, float a, const float *x, int64_t n)
+static float vec64(const float *a, const float *b, int64_t np)
+{
+    if (np == 0)
+        return 0.0f;
+#if OPS_X86
+    if (ops_have_avx2)
+        return vec64_avx2(a, b, np);
+#endif
+    return vec64_scalar(a, b, np);
+}
+
+float ops_dot_vf16(const float *a, const float *b, int64_t n)
+{
+    const int64_t np = n & ~(int64_t)63;
+    double sum = (double)vec64(a, b, np);
+    for (int64_t i = np; i < n; i++)
+        sum += (double)(a[i] * b[i]);
+    return (float)sum;
+}
+
+float ops_dot_vf32(const float *a, const float *b, int64_t n)
+{
+    const int64_t np = n & ~(int64_t)63;
+    float sum = vec64(a, b, np);
+    for (int64_t i = np; i < n; i++)
+        sum = fmaf(a[i], b[i], sum); /* contracted by gcc in ggml */
+    return sum;
+}
+
+/* ggml_soft_max_ext then the F16 rounding of the probabilities:
+ * p = exp(s*scale - max) in 16-lane vectors (zeros past n: llama.cpp's
+ * masked KV padding), each vector reduced and added to a double sum,
+ * p *= (float)(1/sum). */
+void ops_softmax_ggml(float *s, int64_t n, float scale)
+{
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        s[i] *= scale;
+        mx = s[i] > mx ? s[i] : mx;
+    }
+    double sum = 0.0;
+    for (int64_t b = 0; b < n; b += 16) {
+        float e[16];
+        int64_t m = n - b < 16 ? n - b : 16;
+#if OPS_X86
+        if (ops_have_avx2 && m == 16) {
+            exp16_avx2(s + b, mx, e);
+        } else
+#endif
+        {
+            for (int k = 0; k < 16; k++)
+                e[k] = k < m ? ops_expf_ggml(s[b + k] - mx) : 0.0f;
+        }
+        for (int k = 0; k < m; k++)
+            s[b + k] = e[k];
+        sum += (double)red16(e);
+    }
+    const float inv = (float)(1.0 / sum);
+    ops_scale_round_f16(s, inv, n);
+}
+
+void ops_force_portable(int on)
+{
+    ops_init();
+#if OPS_X86
+    if (on)
+        ops_have_avx2 = ops_have_f16c = 0;
+    else {
+        ops_have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !getenv("SMELT_NO_AVX2");
+        unsigned int a = 0, b = 0, cx = 0, dx = 0;
+        ops_have_f16c = ops_have_avx2 && __get_cpuid(1, &a, &b, &cx, &dx) && (cx & (1u << 29));
+    }
+#else
+    (void)on;
+#endif
+}
+
+int ops_fast_path(void) { return ops_have_avx2; }
+
+/* One vdpbf16ps step on 16 lanes: lane k adds the product of elements
+ * 2k+1, then of 2k (bf16 products are exact in f32, so fma or not is the
+ * same; the instruction's DAZ/FTZ only matters for subnormal sums). */
+static void dpbf16_step(float *acc, const float *a, const float *b)
+{
+    for (int k = 0; k < 16; k++)
+        acc[k] = (acc[k] + a[2 * k + 1] * b[2 * k + 1]) + a[2 * k] * b[2 * k];
+}
+
+float ops_dot_tb32bf(const float *a, const float *b, int64_t n)
+{
+    float acc[16] = {0};
+    for (int64_t l = 0; l + 32 <= n; l += 32)
+        dpbf16_step(acc, a + l, b + l);
+    return red16(acc);
+}
+
+float ops_dot_vbf16(const float *a, const float *b, int64_t n)
+{
+    float c1[16] = {0}, c2[16] = {0};
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        dpbf16_step(c1, a + i, b + i);
+        dpbf16_step(c2, a + i + 32, b + i + 32);
+    }
+    double sum = 0.0;
+    sum += (double)red16(c1);
+    sum += (double)red16(c2);
+    for (; i < n; i++)
+        sum += (double)(a[i] * b[i]);
+    return (float)sum;
+}
+
+/* ---- the same tinyBLAS<16> dot reading one side straight from F16 (the
+ * KV cache): lanes convert exactly, so the bits equal ops_dot_tb16 on the
+ * widened row. */
+
+#if OPS_X86
+__attribute__((target("avx2,fma,f16c"))) static float tb16_hf_f16c(const uint16_t *h, const float *f, const float *b,
+                                                                    int64_t nh, int64_t n)
+{
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    int64_t l = 0;
+    for (; l < nh; l += 16) {
+        __m256 h0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(h + l)));
+        __m256 h1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(h + l + 8)));
+        lo = _mm256_fmadd_ps(h0, _mm256_loadu_ps(b + l), lo);
+        hi = _mm256_fmadd_ps(h1, _mm256_loadu_ps(b + l + 8), hi);
+    }
+    for (; l < n; l += 16) {
+        lo = _mm256_fmadd_ps(_mm256_loadu_ps(f + l), _mm256_loadu_ps(b + l), lo);
+        hi = _mm256_fmadd_ps(_mm256_loadu_ps(f + l + 8), _mm256_loadu_ps(b + l + 8), hi);
+    }
+    return hsum256(_mm256_add_ps(lo, hi));
+}
+#endif
+
+float ops_dot_tb16_hf(const uint16_t *h, const float *f, const float *b, int64_t nh, int64_t n)
 {
 #if OPS_X86
-    if (ops_have_avx2) {
-        axpy_avx2(y, a, x, n);
+    if (ops_have_f16c)
+        return tb16_hf_f16c(h, f, b, nh, n);
+#endif
+    float acc[16] = {0};
+    for (int64_t l = 0; l < n; l += 16)
+        for (int k = 0; k < 16; k++)
+            acc[k] = fmaf(l < nh ? ops_f16_table[h[l + k]] : f[l + k], b[l + k], acc[k]);
+    return red16(acc);
+}
+
+float ops_dot_tb16_h(const uint16_t *h, const float *b, int64_t n)
+{
+    return ops_dot_tb16_hf(h, NULL, b, n, n);
+}
+
+#if OPS_X86
+__attribute__((target("avx2,f16c"))) static void f16_row_f16c(const uint16_t *h, float *f, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 7 < n; i += 8)
+        _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(h + i))));
+    for (; i < n; i++)
+        f[i] = ops_f16_table[h[i]];
+}
+#endif
+
+void ops_f16_row(const uint16_t *h, float *f, int64_t n)
+{
+#if OPS_X86
+    if (ops_have_f16c) {
+        f16_row_f16c(h, f, n);
         return;
     }
 #endif
     for (int64_t i = 0; i < n; i++)
-        y[i] += a * x[i];
+        f[i] = ops_f16_table[h[i]];
 }
-
-float ops_dot(const float *a, const float *b, int64_t n)
-{
-#if OPS_X86
-    if (ops_have_avx2)
-        return dot_avx2(a, b, n);
-#endif
-    return dot_scalar(a, b, n);
-}
-

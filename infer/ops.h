@@ -1,12 +1,13 @@
 /* ops.h — numeric kernels of the forward pass (ops.c, matmul.c).
  *
- * Numerics follow ggml's CPU backend where it matters for agreement with
- * llama.cpp: activations are rounded to the weight type's "vec_dot type"
- * (F16, BF16, Q8_0, Q8_1 or Q8_K, quantized exactly as ggml does on x86-64)
- * before a matrix product; RMSNorm sums squares in double; softmax sums in
- * double; K/Q and softmax probabilities pass through F16 as with llama.cpp's
- * default F16 KV cache. Sums are in f32 with a different order than ggml,
- * which changes results by rounding only. */
+ * Numerics are ggml's CPU backend as built on the machine that made the
+ * reference outputs (x86-64, AVX-512 with AVX512-BF16, gcc -march=native):
+ * activations are rounded to the weight type's "vec_dot type" (F16, BF16,
+ * Q8_0, Q8_1 or Q8_K, quantized exactly as ggml does on x86-64) before a
+ * matrix product; float dots run in ggml's 16 lanes with its reduction
+ * order; RMSNorm sums squares in double; softmax uses ggml_v_expf and sums
+ * 16-lane blocks in double; K/Q and softmax probabilities pass through F16
+ * as with llama.cpp's default F16 KV cache. */
 #ifndef SMELT_INFER_OPS_H
 #define SMELT_INFER_OPS_H
 
@@ -41,25 +42,9 @@ void ops_init(void);
 
 /* y[n] = x[n] / sqrt(mean(x^2) + eps) * w[n] (ggml_rms_norm then ggml_mul). */
 void ops_rmsnorm(const float *x, const float *w, float *y, int64_t n, float eps);
-/* y[s] = sum_i x[i] * a[i*lda + s] for s < n, i < k (a transposed matrix
- * times a vector: attention scores over a position-major K cache). */
-void ops_gemv_t(const float *a, int64_t lda, const float *x, int64_t k, int64_t n, float *y);
 /* p[i] = f16-round(p[i] * s) for i < n (softmax probabilities as llama.cpp
  * hands them to the F16 V product). */
 void ops_scale_round_f16(float *p, float s, int64_t n);
-/* x[i] *= scale for i < n; returns the maximum. */
-float ops_scale_max(float *x, float scale, int64_t n);
-/* x[i] = exp(x[i] - mx) for i < n; returns the sum in double, summed as
- * ggml does (f32 partial sums of 8 added in double). The vector path uses a
- * polynomial exp within 2 ulp of expf, like ggml's own ggml_v_expf. */
-double ops_exp_sum(float *x, float mx, int64_t n);
-/* y[n] += a * x[n]. */
-void ops_axpy(float *y, float a, const float *x, int64_t n);
-/* out[r] = sum_k wt[k*8 + r] * x[k] for r < 8: eight weight rows stored
- * transposed (k-major), so no horizontal sums are needed. */
-void ops_dot8t(const float *wt, const float *x, int64_t k, float *out);
-/* Plain dot product in f32. */
-float ops_dot(const float *a, const float *b, int64_t n);
 /* x/(1+exp(-x)) * u, element-wise, into g. */
 void ops_swiglu(float *g, const float *u, int64_t n);
 
@@ -71,5 +56,42 @@ void ops_rope(float *x, const float *cs, int32_t n_rot, int neox);
  * theta *= theta_scale, optional frequency factors ff[n_rot/2]). */
 void ops_rope_table(float *cs, int32_t n_rot, int32_t pos, float freq_base,
                     float freq_scale, const float *ff);
+
+/* ---- ggml AVX-512 numerics (what llama.cpp c392e5094 computes on the
+ * reference machine). Each has an AVX2+FMA path and a portable fmaf path
+ * that give identical bits. */
+
+/* ggml_v_expf for one value (polynomial, within 1.5 ulp of exp). */
+float ops_expf_ggml(float x);
+/* llamafile tinyBLAS<16> dot (batched F32/F16/BF16 products, n >= 2
+ * tokens): 16 fma lanes (lane = index % 16), gcc's 512-bit reduction.
+ * n must be a multiple of 16. */
+float ops_dot_tb16(const float *a, const float *b, int64_t n);
+/* The same for four rows w + r*ldw (r < 4) against one x. */
+void ops_dot_tb16x4(const float *w, int64_t ldw, const float *x, int64_t n, float *out);
+/* ops_dot_tb16 with a read from F16 values h[n] (n a multiple of 16). */
+float ops_dot_tb16_h(const uint16_t *h, const float *b, int64_t n);
+/* The same over elements [0, nh) from F16 h and [nh, n) from f32 f (both
+ * multiples of 16): one lane set, as one tinyBLAS dot over the whole row. */
+float ops_dot_tb16_hf(const uint16_t *h, const float *f, const float *b, int64_t nh, int64_t n);
+/* f[i] = F16 h[i] widened (exact), i < n. */
+void ops_f16_row(const uint16_t *h, float *f, int64_t n);
+/* ggml_vec_dot_f16 (AVX-512): 4x16 lanes over n & ~63, tail in double. */
+float ops_dot_vf16(const float *a, const float *b, int64_t n);
+/* ggml_vec_dot_f32 (AVX-512): as vf16 but the tail fused into an f32 sum. */
+float ops_dot_vf32(const float *a, const float *b, int64_t n);
+/* tinyBLAS<32> for BF16 on an AVX512-BF16 CPU (the reference machine):
+ * 16 lanes of vdpbf16ps over 32-element steps, n a multiple of 32. */
+float ops_dot_tb32bf(const float *a, const float *b, int64_t n);
+/* ggml_vec_dot_bf16 with AVX512-BF16: two vdpbf16ps accumulators over
+ * 64-element steps, each reduced into a double, tail in double. */
+float ops_dot_vbf16(const float *a, const float *b, int64_t n);
+/* Softmax of s[n]*scale as ggml_soft_max_ext (16-lane ggml_v_expf blocks,
+ * double sum), probabilities then rounded to F16 (the KQV input). */
+void ops_softmax_ggml(float *s, int64_t n, float scale);
+/* Tests: 1 forces the portable kernels, 0 restores the CPU's choice. */
+void ops_force_portable(int on);
+/* 1 when the AVX2/FMA kernels are in use. */
+int ops_fast_path(void);
 
 #endif

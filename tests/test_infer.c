@@ -4,6 +4,7 @@
  * for malformed models and inputs. */
 #include "infer/eval.h"
 #include "infer/matmul.h"
+#include "infer/ops.h"
 #include "infer/tokenizer.h"
 #include "support.h"
 #include "types.h"
@@ -16,6 +17,11 @@
 #include <string.h>
 
 #define REF(m, f) ts_path("reference/" m "/" f)
+/* K-quant files of tinystories-3m (256-element blocks): exact since the
+ * dots follow ggml's AVX2 K-quant kernels lane by lane */
+#define SAME 5.01e-5 /* equal to the 4 printed decimals */
+#define KQ_PPL_TOL SAME
+#define KQ_EXACT 1
 
 static json_t *load_json(const char *path)
 {
@@ -80,7 +86,9 @@ static double ref_running_ppl(json_t *run, int chunks)
     return json_number_value(json_array_get(per, (size_t)chunks - 1));
 }
 
-static void check_ppl(const char *model_dir, const char *file, int chunks)
+/* tol: absolute PPL tolerance. The reference prints 4 decimals, so 5.01e-5
+ * means "the same number" (bit-exact forward pass). */
+static void check_ppl(const char *model_dir, const char *file, int chunks, double tol)
 {
     char mpath[1024], jpath[1100];
     snprintf(mpath, sizeof mpath, "%s/%s", ts_path("reference"), model_dir);
@@ -103,7 +111,8 @@ static void check_ppl(const char *model_dir, const char *file, int chunks)
     double ref = chunks < 0 ? json_number_value(json_object_get(run, "ppl")) : ref_running_ppl(run, chunks);
     cr_assert_eq(r.n_chunks, chunks < 0 ? ref_chunks : chunks);
     double rel = fabs(r.ppl - ref) / ref;
-    cr_expect_lt(rel, 1e-3, "%s/%s: PPL %.4f vs llama.cpp %.4f (%.3f%%)", model_dir, file, r.ppl, ref, 100 * rel);
+    cr_expect_lt(fabs(r.ppl - ref), tol, "%s/%s: PPL %.5f vs llama.cpp %.4f (%.4f%%)", model_dir, file, r.ppl, ref,
+                 100 * rel);
     if (chunks < 0) {
         double ref_err = json_number_value(json_object_get(run, "ppl_err"));
         cr_expect_lt(fabs(r.ppl_err - ref_err) / ref_err, 2e-2, "ppl_err %.5f vs %.5f", r.ppl_err, ref_err);
@@ -114,15 +123,18 @@ static void check_ppl(const char *model_dir, const char *file, int chunks)
     json_decref(j);
 }
 
-Test(infer_ppl, stories260K_f16_all_chunks) { check_ppl("stories260K", "convert-f16.gguf", -1); }
-Test(infer_ppl, stories260K_f32_all_chunks) { check_ppl("stories260K", "convert-f32.gguf", -1); }
-Test(infer_ppl, stories260K_Q4_K_M_all_chunks) { check_ppl("stories260K", "Q4_K_M.gguf", -1); }
-Test(infer_ppl, stories260K_Q3_K_S_imat_all_chunks) { check_ppl("stories260K", "Q3_K_S-imat.gguf", -1); }
-Test(infer_ppl, stories260K_Q6_K_all_chunks) { check_ppl("stories260K", "Q6_K.gguf", -1); }
-Test(infer_ppl, stories260K_bf16_sharded_all_chunks) { check_ppl("stories260K", "convert-sharded-bf16.gguf", -1); }
-Test(infer_ppl, tinystories3m_Q4_K_M_24_chunks) { check_ppl("tinystories-3m", "Q4_K_M.gguf", 24); }
-Test(infer_ppl, tinystories3m_Q8_0_16_chunks) { check_ppl("tinystories-3m", "Q8_0.gguf", 16); }
-Test(infer_ppl, tinystories3m_bf16_16_chunks) { check_ppl("tinystories-3m", "convert-bf16.gguf", 16); }
+Test(infer_ppl, stories260K_f16_all_chunks) { check_ppl("stories260K", "convert-f16.gguf", -1, SAME); }
+/* f32 rows of 172 (ffn_down) take ggml_vec_dot_f32, whose order is not yet
+ * reproduced exactly: measured 5.8584 vs 5.8583 */
+Test(infer_ppl, stories260K_f32_all_chunks) { check_ppl("stories260K", "convert-f32.gguf", -1, 3e-4); }
+Test(infer_ppl, stories260K_Q4_K_M_all_chunks) { check_ppl("stories260K", "Q4_K_M.gguf", -1, SAME); }
+Test(infer_ppl, stories260K_Q3_K_S_imat_all_chunks) { check_ppl("stories260K", "Q3_K_S-imat.gguf", -1, SAME); }
+Test(infer_ppl, stories260K_Q6_K_all_chunks) { check_ppl("stories260K", "Q6_K.gguf", -1, SAME); }
+Test(infer_ppl, stories260K_bf16_sharded_all_chunks) { check_ppl("stories260K", "convert-sharded-bf16.gguf", -1, SAME); }
+Test(infer_ppl, tinystories3m_Q4_K_M_24_chunks) { check_ppl("tinystories-3m", "Q4_K_M.gguf", 24, KQ_PPL_TOL); }
+Test(infer_ppl, tinystories3m_Q8_0_16_chunks) { check_ppl("tinystories-3m", "Q8_0.gguf", 16, SAME); }
+Test(infer_ppl, tinystories3m_bf16_16_chunks) { check_ppl("tinystories-3m", "convert-bf16.gguf", 16, SAME); }
+Test(infer_ppl, tinystories3m_f16_16_chunks) { check_ppl("tinystories-3m", "convert-f16.gguf", 16, SAME); }
 
 Test(infer_ppl, qwen2_tiny_f16_10_chunks)
 {
@@ -142,11 +154,12 @@ Test(infer_ppl, qwen2_tiny_f16_10_chunks)
     cr_assert_eq(ppl_run(&m, ids, (int64_t)n, &o, &r, &err), 0, "%s", err.msg);
     double ref = json_number_value(json_object_get(run, "ppl"));
     cr_assert_eq(r.n_chunks, 10);
-    cr_expect_lt(fabs(r.ppl - ref) / ref, 1e-3, "qwen2 PPL %.3f vs %.3f", r.ppl, ref);
+    /* bit-exact forward pass: equal to the reference's printed digits */
+    cr_expect_lt(fabs(r.ppl - ref), 5.01e-4, "qwen2 PPL %.4f vs %.4f", r.ppl, ref);
     json_t *per = json_object_get(run, "cumulative_ppl_per_chunk");
     for (int i = 0; i < 10; i++) {
         double rv = json_number_value(json_array_get(per, (size_t)i));
-        cr_expect_lt(fabs(r.chunk_ppl[i] - rv) / rv, 1e-3, "chunk %d: %.3f vs %.3f", i + 1, r.chunk_ppl[i], rv);
+        cr_expect_lt(fabs(r.chunk_ppl[i] - rv), 5.01e-5, "chunk %d: %.5f vs %.4f", i + 1, r.chunk_ppl[i], rv);
     }
     ppl_result_free(&r);
     free(ids);
@@ -156,7 +169,10 @@ Test(infer_ppl, qwen2_tiny_f16_10_chunks)
 
 /* ------------------------------------------------------------------ KLD */
 
-static void check_kld(const char *model_dir, const char *file)
+/* exact: the file's forward pass is llama.cpp's bit for bit, so every
+ * statistic equals the reference to its printed digits; else within 2 %
+ * (KLD). */
+static void check_kld(const char *model_dir, const char *file, int exact)
 {
     char mpath[1100], base[1100], jpath[1100];
     snprintf(mpath, sizeof mpath, "%s/%s/%s", ts_path("reference"), model_dir, file);
@@ -191,19 +207,34 @@ static void check_kld(const char *model_dir, const char *file)
     for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++) {
         double ref = json_number_value(json_object_get(run, cmp[i].key));
         double rel = fabs(cmp[i].ours - ref) / fabs(ref);
-        cr_expect_lt(rel, cmp[i].tol, "%s/%s %s: %.6f vs llama.cpp %.6f (%.2f%%)", model_dir, file, cmp[i].key,
-                     cmp[i].ours, ref, 100 * rel);
+        if (exact) {
+            /* kld.json holds llama-perplexity's printed values: 6 decimals,
+             * the percentages 3 */
+            double ulp = strstr(cmp[i].key, "pct") ? 1.01e-3 : 1.01e-6;
+            cr_expect_leq(fabs(cmp[i].ours - ref), ulp, "%s/%s %s: %.7f vs llama.cpp %.6f", model_dir, file,
+                          cmp[i].key, cmp[i].ours, ref);
+        } else {
+            cr_expect_lt(rel, cmp[i].tol, "%s/%s %s: %.6f vs llama.cpp %.6f (%.2f%%)", model_dir, file, cmp[i].key,
+                         cmp[i].ours, ref, 100 * rel);
+        }
     }
     kld_base_close(&b);
     model_free(&m);
     json_decref(j);
 }
 
-Test(infer_kld, tinystories3m_Q4_K_M) { check_kld("tinystories-3m", "Q4_K_M.gguf"); }
-Test(infer_kld, tinystories3m_Q3_K_S) { check_kld("tinystories-3m", "Q3_K_S.gguf"); }
-Test(infer_kld, tinystories3m_Q5_K_M) { check_kld("tinystories-3m", "Q5_K_M.gguf"); }
-Test(infer_kld, stories260K_Q4_K_M) { check_kld("stories260K", "Q4_K_M.gguf"); }
-Test(infer_kld, stories260K_Q3_K_M) { check_kld("stories260K", "Q3_K_M.gguf"); }
+Test(infer_kld, tinystories3m_Q4_K_M) { check_kld("tinystories-3m", "Q4_K_M.gguf", KQ_EXACT); }
+Test(infer_kld, tinystories3m_Q3_K_S) { check_kld("tinystories-3m", "Q3_K_S.gguf", KQ_EXACT); }
+Test(infer_kld, tinystories3m_Q5_K_M) { check_kld("tinystories-3m", "Q5_K_M.gguf", KQ_EXACT); }
+Test(infer_kld, tinystories3m_Q6_K) { check_kld("tinystories-3m", "Q6_K.gguf", KQ_EXACT); }
+Test(infer_kld, tinystories3m_Q8_0) { check_kld("tinystories-3m", "Q8_0.gguf", 1); }
+Test(infer_kld, tinystories3m_bf16) { check_kld("tinystories-3m", "convert-bf16.gguf", 1); }
+Test(infer_kld, stories260K_Q4_K_M) { check_kld("stories260K", "Q4_K_M.gguf", 1); }
+Test(infer_kld, stories260K_Q3_K_M) { check_kld("stories260K", "Q3_K_M.gguf", 1); }
+Test(infer_kld, stories260K_Q6_K) { check_kld("stories260K", "Q6_K.gguf", 1); }
+Test(infer_kld, stories260K_q8_0) { check_kld("stories260K", "convert-q8_0.gguf", 1); }
+Test(infer_kld, stories260K_bf16) { check_kld("stories260K", "convert-bf16.gguf", 1); }
+Test(infer_kld, stories260K_bf16_sharded) { check_kld("stories260K", "convert-sharded-bf16.gguf", 1); }
 
 /* smelt's own base file from convert-f16.gguf equals llama.cpp's in header
  * and tokens; log-prob rows agree within rounding. */
@@ -346,7 +377,7 @@ static void check_generate(const char *model_dir)
         model_free(&m);
     }
     cr_assert_gt(checked, 0);
-    cr_expect_geq(exact, checked - 1, "%s: only %d of %d runs token-identical", model_dir, exact, checked);
+    cr_expect_eq(exact, checked, "%s: only %d of %d runs token-identical", model_dir, exact, checked);
     json_decref(j);
 }
 
@@ -485,7 +516,7 @@ Test(infer_kernels, unpack_and_dot_every_quant_type)
     int8_t q[N];
     float d[N / 32], mm[N / 32];
     int16_t sc[N / 16], mn[N / 16], w16[N], x16[N];
-    mm_row r = {q, d, mm, sc, mn, w16};
+    mm_row r = {q, d, mm, sc, mn, w16, 0};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         uint32_t t = types[ti];
         cr_assert(sm_quantize_rows(t, w, wq, 1, N, NULL) > 0, "quantize %s", sm_type_name(t));
@@ -508,6 +539,13 @@ Test(infer_kernels, unpack_and_dot_every_quant_type)
             ref += (double)wd[e] * (double)xd[e];
         mm_widen_act(kind, xq, x16, N);
         float got = mm_dot(kind, &r, xq, x16, N);
+        /* the portable unpack + dot gives the AVX2 path's bits */
+        mm_force_portable(1);
+        mm_unpack_row(t, wq, N, &r);
+        float port = mm_dot(kind, &r, xq, x16, N);
+        mm_force_portable(0);
+        cr_expect_eq(memcmp(&got, &port, 4), 0, "%s: fast %.9g vs portable %.9g", sm_type_name(t), (double)got,
+                     (double)port);
         double tol = kind == MM_B32M ? 2e-3 : 1e-5; /* Q8_1 keeps d*sum(q) as f16 */
         cr_expect(fabs(got - ref) <= tol * (fabs(ref) + 1.0), "%s: dot %.7g vs %.7g", sm_type_name(t), got, ref);
     }
@@ -716,7 +754,7 @@ Test(infer_cli, errors_and_json)
     cr_assert_eq(st, 0, "%s", out);
     j = json_loads(out, 0, &je);
     cr_assert_not_null(j, "%s", out);
-    cr_expect_eq(json_integer_value(json_object_get(j, "kv_cache_bytes")), 2 * 5 * 256 * 32 * 4);
+    cr_expect_eq(json_integer_value(json_object_get(j, "kv_cache_bytes")), 2 * 5 * 256 * 32 * 2); /* F16 cache */
     cr_expect_eq(json_integer_value(json_object_get(j, "kv_cache_f16_bytes")), 2 * 5 * 256 * 32 * 2);
     cr_expect_eq(json_integer_value(json_object_get(j, "weights_bytes")), 521472);
     cr_expect_gt(json_integer_value(json_object_get(j, "peak_rss_bytes")), 1000000);
@@ -729,4 +767,117 @@ Test(infer_cli, errors_and_json)
     cr_expect_not_null(strstr(out, "| pp32 |"), "%s", out);
     cr_expect_not_null(strstr(out, "| tg8 |"), "%s", out);
     free(out);
+}
+
+/* ------------------------------------------------ ggml numerics kernels */
+
+/* A plain re-statement of tinyBLAS<16>: 16 fma lanes, then the 512-bit
+ * reduction gcc emits (halves, quarters, pairs). */
+static float ref_tb16(const float *a, const float *b, int64_t n)
+{
+    float l[16] = {0};
+    for (int64_t i = 0; i < n; i++)
+        l[i % 16] = fmaf(a[i], b[i], l[i % 16]);
+    float h[8], q[4];
+    for (int i = 0; i < 8; i++)
+        h[i] = l[i + 8] + l[i];
+    for (int i = 0; i < 4; i++)
+        q[i] = h[i + 4] + h[i];
+    return (q[0] + q[2]) + (q[1] + q[3]);
+}
+
+static uint32_t f2u(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* The AVX2 kernels and the portable ones give the same bits (both restate
+ * ggml's AVX-512 lane structure); checked on sizes with and without
+ * 16/32/64-element tails. */
+Test(infer_kernels, simd_and_portable_agree_bit_for_bit)
+{
+    enum { N = 1000 };
+    static float a[N], b[N], x[N], y[N], g1[N], g2[N];
+    uint32_t st = 12345;
+    for (int i = 0; i < N; i++) {
+        st = st * 1664525u + 1013904223u;
+        a[i] = ((float)(st >> 8) / 16777216.0f - 0.5f) * 4.0f;
+        st = st * 1664525u + 1013904223u;
+        b[i] = ((float)(st >> 8) / 16777216.0f - 0.5f) * 4.0f;
+    }
+    static const int64_t sizes[] = {8, 16, 32, 48, 64, 96, 128, 172, 256, 768, 960};
+    int fast = 0;
+    ops_force_portable(0);
+    fast = ops_fast_path();
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int64_t n = sizes[k];
+        float r[2][6];
+        for (int port = 0; port < 2; port++) {
+            ops_force_portable(port);
+            r[port][0] = n % 16 == 0 ? ops_dot_tb16(a, b, n) : 0.0f;
+            r[port][1] = ops_dot_vf16(a, b, n);
+            r[port][2] = ops_dot_vf32(a, b, n);
+            r[port][3] = ops_dot_vbf16(a, b, n);
+            r[port][4] = n % 32 == 0 ? ops_dot_tb32bf(a, b, n) : 0.0f;
+            float out[4] = {0};
+            if (n % 16 == 0)
+                ops_dot_tb16x4(a, 200, b, n <= 200 ? n : 192, out);
+            r[port][5] = out[3];
+        }
+        for (int i = 0; i < 6; i++)
+            cr_expect_eq(f2u(r[0][i]), f2u(r[1][i]), "n %lld kernel %d: %.9g vs %.9g", (long long)n, i,
+                         (double)r[0][i], (double)r[1][i]);
+        if (n % 16 == 0)
+            cr_expect_eq(f2u(r[0][0]), f2u(ref_tb16(a, b, n)), "tb16 n %lld", (long long)n);
+        if (n < 64) /* no 64-step: vec_dot_f16 is a plain double sum */
+        {
+            double d = 0;
+            for (int64_t i = 0; i < n; i++)
+                d += (double)(a[i] * b[i]);
+            cr_expect_eq(f2u(r[0][1]), f2u((float)d));
+        }
+    }
+    /* SwiGLU (ggml_v_silu on 16-blocks, libm on the tail) and softmax */
+    for (int port = 0; port < 2; port++) {
+        ops_force_portable(port);
+        memcpy(port ? g2 : g1, a, sizeof a);
+        ops_swiglu(port ? g2 : g1, b, 1000 - 3);
+        memcpy(port ? y : x, a, sizeof a);
+        for (int i = 0; i < 300; i++)
+            (port ? y : x)[i] *= 30.0f; /* exercise the |n| > 126 lanes */
+        ops_softmax_ggml(port ? y : x, 300, 0.125f);
+    }
+    for (int i = 0; i < 1000 - 3; i++)
+        cr_assert_eq(f2u(g1[i]), f2u(g2[i]), "swiglu[%d]", i);
+    for (int i = 0; i < 300; i++)
+        cr_assert_eq(f2u(x[i]), f2u(y[i]), "softmax[%d]", i);
+    ops_force_portable(0);
+    cr_log_info("fast path in use: %d", fast);
+    /* ggml_v_expf: within 2 ulp of exp, exact 0 / inf where ggml flushes */
+    for (float v = -100.0f; v < 88.0f; v += 0.37f) {
+        float e = ops_expf_ggml(v), ref = expf(v);
+        cr_expect(fabsf(e - ref) <= 2.5e-7f * ref, "expf(%g): %.9g vs %.9g", (double)v, (double)e, (double)ref);
+    }
+    cr_expect_eq(ops_expf_ggml(-200.0f), 0.0f);
+    cr_expect(isinf(ops_expf_ggml(200.0f)));
+}
+
+/* The KV cache is F16 like llama.cpp's: tinystories-3m at n_ctx 128 needs
+ * llama.cpp's "KV self size = 0.25 MiB" (generate logs). */
+Test(infer_forward, kv_cache_is_f16_like_llama_cpp)
+{
+    sm_model m;
+    load_model(&m, REF("tinystories-3m", "Q4_K_M.gguf"));
+    sm_err err = {0};
+    sm_ctx c;
+    cr_assert_eq(ctx_init(&c, &m, 128, 32, 1, &err), 0, "%s", err.msg);
+    cr_expect_eq(c.kv_bytes, 262144u);
+    sm_mem_report r;
+    mem_estimate(&m, 128, 32, 1, &r);
+    cr_expect_eq(r.kv_cache, 262144u);
+    cr_expect_eq(r.kv_cache_f16, 262144u);
+    ctx_free(&c);
+    model_free(&m);
 }
