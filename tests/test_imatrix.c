@@ -274,12 +274,12 @@ static void check_reference_run(int mi)
     im_free(&c);
 }
 
-Test(imatrix_reference, stories260K, .timeout = 120)
+Test(imatrix_reference, stories260K)
 {
     check_reference_run(0);
 }
 
-Test(imatrix_reference, tinystories_3m, .timeout = 120)
+Test(imatrix_reference, tinystories_3m)
 {
     check_reference_run(1);
 }
@@ -314,7 +314,7 @@ static int run_small(im_collector *c, int process_output, int32_t n_ctx, int32_t
     return rc;
 }
 
-Test(imatrix_run, batches_calls_and_output, .timeout = 120)
+Test(imatrix_run, batches_calls_and_output)
 {
     im_collector c;
     sm_err err = {0};
@@ -550,7 +550,7 @@ static char *bin(const char *tool)
     return b;
 }
 
-Test(imatrix_cli, run_writes_llama_compatible_files, .timeout = 120)
+Test(imatrix_cli, run_writes_llama_compatible_files)
 {
     /* the reference layout: cwd two levels below a folder holding text/ */
     char *dir = ts_tmpdir();
@@ -639,7 +639,7 @@ Test(imatrix_cli, run_writes_llama_compatible_files, .timeout = 120)
     free(dir);
 }
 
-Test(imatrix_cli, quantize_with_smelt_imatrix, .timeout = 120)
+Test(imatrix_cli, quantize_with_smelt_imatrix)
 {
     /* smelt-quantize with llama.cpp's reference imatrix reproduces
      * llama-quantize's -imat file, and so does smelt's own imatrix (it is
@@ -722,7 +722,7 @@ static void expand(char *out, size_t cap, const char *tmpl, const char *t, const
     out[k] = 0;
 }
 
-Test(imatrix_cli, bad_inputs_fail_cleanly, .timeout = 120)
+Test(imatrix_cli, bad_inputs_fail_cleanly)
 {
     char *dir = ts_tmpdir();
     char p[1024];

@@ -29,6 +29,8 @@ export SMELT_SHARED=$SHARED_ABS
 
 max_len_for() {
   case "$1" in
+    quantize) echo 65536 ;;
+    model) echo 8192 ;;
     gguf|safetensors|lora_tensors|tok_load|st_index|tokenizer_config|spm|bpe|imatrix) echo 16384 ;;
     config|adapter_config) echo 4096 ;;
     tok_spm|tok_bpe) echo 1024 ;;
