@@ -99,14 +99,19 @@ char *sm_id_to_title(const char *id)
 
 enum { T_BASENAME = 1, T_SIZE = 2, T_FINETUNE = 4, T_VERSION = 8, T_TYPE = 16 };
 
-static char *join(char **parts, const int *types, int n, int want, int exclude, int dedupe)
+/* Joins the parts tagged `want` with '-'. NULL when none is tagged; sets
+ * *oom (and returns NULL) when memory runs out, so that a failure is never
+ * mistaken for "absent" (which would silently change the GGUF header). */
+static char *join(char **parts, const int *types, int n, int want, int exclude, int dedupe, int *oom)
 {
     size_t total = 1;
     for (int i = 0; i < n; i++)
         total += strlen(parts[i]) + 1;
     char *s = malloc(total);
-    if (!s)
+    if (!s) {
+        *oom = 1;
         return NULL;
+    }
     s[0] = 0;
     int any = 0;
     for (int i = 0; i < n; i++) {
@@ -265,19 +270,29 @@ int sm_naming_from_id(sm_naming *nm, const char *model_id, int64_t total_params)
         else
             break;
     }
-    basename = join(parts, types, n, T_BASENAME, 0, 0);
-    size = join(parts, types, n, T_SIZE, 0, 1);
-    finetune = join(parts, types, n, T_FINETUNE, 0, 0);
-    version = join(parts, types, n, T_VERSION, T_BASENAME, 0);
+    int oom = 0;
+    basename = join(parts, types, n, T_BASENAME, 0, 0, &oom);
+    size = join(parts, types, n, T_SIZE, 0, 1, &oom);
+    finetune = join(parts, types, n, T_FINETUNE, 0, 0, &oom);
+    version = join(parts, types, n, T_VERSION, T_BASENAME, 0, &oom);
+    if (oom) {
+        rc = SM_ENOMEM;
+        goto done;
+    }
     if (!size && !finetune && !version) {
         free(basename);
         basename = NULL;
     }
 apply:
-    if (!nm->name && full)
-        nm->name = sm_id_to_title(full);
-    if (!nm->organization && org)
-        nm->organization = sm_id_to_title(org);
+    /* sm_id_to_title returns NULL only when out of memory */
+    if (!nm->name && full && !(nm->name = sm_id_to_title(full))) {
+        rc = SM_ENOMEM;
+        goto done;
+    }
+    if (!nm->organization && org && !(nm->organization = sm_id_to_title(org))) {
+        rc = SM_ENOMEM;
+        goto done;
+    }
 #define TAKE(field, v)        \
     if (!nm->field && v) {    \
         nm->field = v;        \
