@@ -887,3 +887,33 @@ Test(infer_forward, kv_cache_is_f16_like_llama_cpp)
     ctx_free(&c);
     model_free(&m);
 }
+
+/* Fuzz finding (tests/fuzz/regressions/model/): NaN weights made
+ * ops_expf_ggml convert a NaN to int (UBSan). NaN must come out as NaN, and
+ * the whole evaluation of that file must run clean under the sanitizers. */
+Test(infer_regressions, nan_activations_in_expf)
+{
+    cr_assert(isnan(ops_expf_ggml(NAN)));
+    cr_assert_eq(ops_expf_ggml(0.0f), 1.0f);
+    cr_assert_eq(ops_expf_ggml(-1000.0f), 0.0f);
+    cr_assert(isinf(ops_expf_ggml(1000.0f)));
+    size_t len;
+    uint8_t *buf = ts_read("tests/fuzz/regressions/model/nan-weights-expf.gguf", &len);
+    cr_assert_not_null(buf, "run from the repository root");
+    gguf_file g;
+    sm_err err;
+    int rc = gguf_parse(&g, buf, len, "nan-weights.gguf", &err);
+    cr_assert_eq(rc, 0, "%s", err.msg);
+    sm_model m;
+    rc = model_load_gguf(&m, &g, &err); /* g is closed either way */
+    if (rc == 0) {
+        sm_ctx c;
+        int32_t t[3] = {0, 1, 2};
+        cr_assert_eq(ctx_init(&c, &m, 8, 4, 1, &err), 0, "%s", err.msg);
+        /* NaN logits are an acceptable outcome; crashing or UB is not */
+        (void)ctx_eval(&c, t, 3, 0, &err);
+        ctx_free(&c);
+        model_free(&m);
+    }
+    free(buf);
+}
