@@ -35,8 +35,11 @@ char *ts_tmpdir(void)
     const char *base = getenv("TMPDIR");
     char tmpl[1024];
     snprintf(tmpl, sizeof tmpl, "%s/smelt-test-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(tmpl))
-        return NULL;
+    /* a test cannot go on without its scratch directory: stop loudly */
+    if (!mkdtemp(tmpl)) {
+        perror(tmpl);
+        abort();
+    }
     return strdup(tmpl);
 }
 

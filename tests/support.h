@@ -11,7 +11,8 @@ const char *ts_shared(void);
 const char *ts_path(const char *rel);
 /* Directory holding the built tools: $SMELT_BIN or "build/release". */
 const char *ts_bin(void);
-/* Fresh temporary directory (mkdtemp under $TMPDIR or /tmp); caller frees. */
+/* Fresh temporary directory (mkdtemp under $TMPDIR or /tmp); caller frees.
+ * Aborts the test when none can be made. */
 char *ts_tmpdir(void);
 /* Removes a directory tree (rm -rf). */
 void ts_rmtree(const char *dir);

@@ -12,6 +12,8 @@
 #include "sha256.h"
 #include "types.h"
 
+#include "support.h"
+
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <jansson.h>
@@ -23,58 +25,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *shared(void)
-{
-    const char *s = getenv("SMELT_SHARED");
-    return s && *s ? s : "../shared";
-}
-
 static void spath(char *buf, size_t n, const char *rel)
 {
-    snprintf(buf, n, "%s/%s", shared(), rel);
-}
-
-static char *make_tmpdir(void)
-{
-    char *t = strdup("/tmp/smelt-test-merge-XXXXXX");
-    cr_assert_not_null(mkdtemp(t));
-    return t;
-}
-
-static void rm_rf(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            rm_rf(p);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static int count_entries(const char *dir)
-{
-    int n = 0;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    if (d)
-        closedir(d);
-    return n;
+    snprintf(buf, n, "%s/%s", ts_shared(), rel);
 }
 
 /* Merges base + adapter dir (scale 1) into out; returns merge_run's code. */
@@ -423,8 +376,8 @@ static void merge_variant(const char *variant, const char *info_rel, const char 
 {
     char base[1024], lora[1024];
     spath(base, sizeof base, "models/tinystories-3m");
-    snprintf(lora, sizeof lora, "%s/lora/tinystories-3m-domain%s", shared(), variant);
-    char *tmp = make_tmpdir();
+    snprintf(lora, sizeof lora, "%s/lora/tinystories-3m-domain%s", ts_shared(), variant);
+    char *tmp = ts_tmpdir();
     char out[1100];
     snprintf(out, sizeof out, "%s/merged", tmp);
     sm_err err = {0};
@@ -449,7 +402,7 @@ static void merge_variant(const char *variant, const char *info_rel, const char 
     free(txt);
     snprintf(p, sizeof p, "%s/tokenizer.model", out);
     cr_assert_eq(access(p, R_OK), 0);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
@@ -485,7 +438,7 @@ Test(merge_reference, compact_rows_rslora)
     spath(base, sizeof base, "models/tinystories-3m");
     spath(lora, sizeof lora, "lora/tinystories-3m-domain-rslora");
     spath(ref, sizeof ref, "reference/tinystories-3m/merged-hf-rslora/reference-rows.safetensors");
-    char *tmp = make_tmpdir();
+    char *tmp = ts_tmpdir();
     char out[1100];
     snprintf(out, sizeof out, "%s/m", tmp);
     sm_err err = {0};
@@ -507,7 +460,7 @@ Test(merge_reference, compact_rows_rslora)
     }
     st_close(&o);
     st_close(&r);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
@@ -517,7 +470,7 @@ Test(merge_reference, gguf_f16_within_one_ulp)
     spath(base, sizeof base, "reference/tinystories-3m/convert-f16.gguf");
     spath(lora, sizeof lora, "lora/tinystories-3m-domain");
     spath(ref, sizeof ref, "reference/tinystories-3m/merged-export-lora-f16.gguf");
-    char *tmp = make_tmpdir();
+    char *tmp = ts_tmpdir();
     char out[1100];
     snprintf(out, sizeof out, "%s/merged.gguf", tmp);
     sm_err err = {0};
@@ -558,7 +511,7 @@ Test(merge_reference, gguf_f16_within_one_ulp)
     cr_assert_geq((double)equal / (double)total, 0.9999);
     gguf_close(&a);
     gguf_close(&r);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
@@ -568,7 +521,7 @@ static void export_and_compare(const char *base_rel)
     spath(base, sizeof base, base_rel);
     spath(lora, sizeof lora, "lora/tinystories-3m-domain");
     spath(ref, sizeof ref, "reference/tinystories-3m/lora-domain.gguf");
-    char *tmp = make_tmpdir();
+    char *tmp = ts_tmpdir();
     char out[1100];
     snprintf(out, sizeof out, "%s/lora.gguf", tmp);
     lora_adapter ad;
@@ -586,7 +539,7 @@ static void export_and_compare(const char *base_rel)
     cr_assert_eq(memcmp(a.ptr, r.ptr, r.len), 0, "exported GGUF LoRA differs from llama.cpp's lora-domain.gguf");
     sm_map_close(&a);
     sm_map_close(&r);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
@@ -604,7 +557,7 @@ Test(merge_export, rslora_alpha_and_patterns_refused)
 {
     char base[1024], lora[1024];
     spath(base, sizeof base, "reference/tinystories-3m/convert-f16.gguf");
-    char *tmp = make_tmpdir();
+    char *tmp = ts_tmpdir();
     char out[1100];
     snprintf(out, sizeof out, "%s/lora.gguf", tmp);
     lora_adapter ad;
@@ -631,7 +584,7 @@ Test(merge_export, rslora_alpha_and_patterns_refused)
     cr_assert_not_null(strstr(err.msg, "alpha_pattern"), "%s", err.msg);
     cr_assert_eq(access(out, F_OK), -1);
     lora_close(&ad);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
@@ -647,7 +600,7 @@ Test(merge_reference, two_adapters_in_order_with_scales)
     cr_assert_eq(lora_open(&ads[1], lora, &err), 0);
     ads[0].user_scale = 0.5;
     ads[1].user_scale = 0.5;
-    char *tmp = make_tmpdir();
+    char *tmp = ts_tmpdir();
     char out[1100];
     snprintf(out, sizeof out, "%s/m", tmp);
     merge_opts o = {.base = base, .out = out, .adapters = ads, .n_adapters = 2, .outtype = SM_TYPE_F32};
@@ -689,7 +642,7 @@ Test(merge_reference, two_adapters_in_order_with_scales)
     st_close(&b);
     lora_close(&ads[0]);
     lora_close(&ads[1]);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
@@ -805,7 +758,7 @@ Test(merge_malformed, table_of_bad_adapters)
     spath(base, sizeof base, "models/tinystories-3m");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const bad_case *c = &cases[i];
-        char *tmp = make_tmpdir();
+        char *tmp = ts_tmpdir();
         char ad[1100], out[1100], outg[1100];
         snprintf(ad, sizeof ad, "%s/adapter", tmp);
         mkdir(ad, 0755);
@@ -816,15 +769,15 @@ Test(merge_malformed, table_of_bad_adapters)
         cr_assert_eq(rc, c->code, "case '%s': rc %d (%s), want %d", c->what, rc, err.msg, c->code);
         cr_assert_not_null(strstr(err.msg, c->needle), "case '%s': message '%s' lacks '%s'", c->what, err.msg, c->needle);
         cr_assert_eq(access(out, F_OK), -1, "case '%s': output left behind", c->what);
-        cr_assert_eq(count_entries(tmp), 1, "case '%s': temp files left behind", c->what);
+        cr_assert_eq(ts_count_entries(tmp), 1, "case '%s': temp files left behind", c->what);
         /* the GGUF path refuses the same adapters */
         char gbase[1024];
         spath(gbase, sizeof gbase, "reference/tinystories-3m/convert-f16.gguf");
         snprintf(outg, sizeof outg, "%s/out.gguf", tmp);
         rc = run_merge(gbase, ad, outg, MERGE_OUT_AUTO, &err);
         cr_assert_lt(rc, 0, "case '%s': GGUF merge accepted it", c->what);
-        cr_assert_eq(count_entries(tmp), 1, "case '%s': GGUF output left behind", c->what);
-        rm_rf(tmp);
+        cr_assert_eq(ts_count_entries(tmp), 1, "case '%s': GGUF output left behind", c->what);
+        ts_rmtree(tmp);
         free(tmp);
     }
 }
@@ -834,7 +787,7 @@ Test(merge_malformed, output_exists_and_base_is_output)
     char base[1024], lora[1024];
     spath(base, sizeof base, "models/tinystories-3m");
     spath(lora, sizeof lora, "lora/tinystories-3m-domain");
-    char *tmp = make_tmpdir();
+    char *tmp = ts_tmpdir();
     char p[1100];
     snprintf(p, sizeof p, "%s/keep.txt", tmp);
     FILE *f = fopen(p, "w");
@@ -843,10 +796,10 @@ Test(merge_malformed, output_exists_and_base_is_output)
     sm_err err = {0};
     cr_assert_eq(run_merge(base, lora, tmp, SM_TYPE_F32, &err), SM_EINVAL);
     cr_assert_not_null(strstr(err.msg, "not an empty directory"), "%s", err.msg);
-    cr_assert_eq(count_entries(tmp), 1);
+    cr_assert_eq(ts_count_entries(tmp), 1);
     cr_assert_eq(run_merge(base, lora, base, SM_TYPE_F32, &err), SM_EINVAL);
     cr_assert_not_null(strstr(err.msg, "base itself"), "%s", err.msg);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
@@ -871,13 +824,13 @@ static int run_cmd(const char *cmd, char *out, size_t out_len)
 Test(merge_cli, inspect_and_errors)
 {
     char cmd[4096], out[65536];
-    snprintf(cmd, sizeof cmd, "%s/smelt-merge --inspect %s/lora/qwen2.5-0.5b-real 2>&1", bin_dir(), shared());
+    snprintf(cmd, sizeof cmd, "%s/smelt-merge --inspect %s/lora/qwen2.5-0.5b-real 2>&1", bin_dir(), ts_shared());
     cr_assert_eq(run_cmd(cmd, out, sizeof out), 0, "%s", out);
     cr_assert_not_null(strstr(out, "base model:     Qwen/Qwen2.5-0.5B-Instruct"), "%s", out);
     cr_assert_not_null(strstr(out, "targets:        q_proj, v_proj"), "%s", out);
     cr_assert_not_null(strstr(out, "scale=2"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s/smelt-merge --base %s/models/tinystories-3m --lora %s/lora/qwen2.5-0.5b-real "
-             "-o /tmp/smelt-merge-cli-never 2>&1", bin_dir(), shared(), shared());
+             "-o /tmp/smelt-merge-cli-never 2>&1", bin_dir(), ts_shared(), ts_shared());
     int rc = run_cmd(cmd, out, sizeof out);
     cr_assert_neq(rc, 0);
     cr_assert_not_null(strstr(out, "smelt-merge: "), "%s", out);
@@ -890,7 +843,7 @@ Test(merge_export, qwen_real_adapter_with_config_only_base)
     /* the real third-party adapter exports with a config-only base dir, as
      * llama.cpp does it: 96 tensors, qwen2 (no Q/K permutation), the model
      * card's base_model turned into general.base_model.* keys */
-    char *tmp = make_tmpdir();
+    char *tmp = ts_tmpdir();
     char cfgdir[1100], p[1200], out[1100], lora[1024];
     snprintf(cfgdir, sizeof cfgdir, "%s/Qwen2.5-0.5B-Instruct", tmp);
     mkdir(cfgdir, 0755);
@@ -934,7 +887,7 @@ Test(merge_export, qwen_real_adapter_with_config_only_base)
     cr_assert_eq(memcmp(g.tensors[ti].data, m->b->data, m->b->nbytes), 0);
     gguf_close(&g);
     lora_close(&ad);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
@@ -950,14 +903,14 @@ Test(merge_cli, merged_dirs_convert_like_llama_cpp)
         {"-rslora", "b66db41aef4c5e97c89a1cf4848181289515899d48e4d1840e9f9800d8cded25"},
         {"-patterns", "6e3ba77441694db0ef203fddbe306c8559cd822becc0cb19edf33e6d2f6aaf11"},
     };
-    char *tmp = make_tmpdir();
+    char *tmp = ts_tmpdir();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char cmd[8192], out[4096], gguf[1200];
         snprintf(gguf, sizeof gguf, "%s/convert-merged%s-f16.gguf", tmp, cases[i].variant);
         snprintf(cmd, sizeof cmd,
                  "%s/smelt-merge --base %s/models/tinystories-3m --lora %s/lora/tinystories-3m-domain%s -o %s/merged-hf%s "
                  "--outtype f32 --quiet >/dev/null && %s/smelt-convert %s/merged-hf%s --outtype f16 --outfile %s --quiet 2>&1",
-                 bin_dir(), shared(), shared(), cases[i].variant, tmp, cases[i].variant, bin_dir(), tmp,
+                 bin_dir(), ts_shared(), ts_shared(), cases[i].variant, tmp, cases[i].variant, bin_dir(), tmp,
                  cases[i].variant, gguf);
         cr_assert_eq(run_cmd(cmd, out, sizeof out), 0, "%s", out);
         sm_map m;
@@ -968,6 +921,6 @@ Test(merge_cli, merged_dirs_convert_like_llama_cpp)
         sm_map_close(&m);
         cr_assert_str_eq(hex, cases[i].sha, "merged-hf%s", cases[i].variant);
     }
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }

@@ -13,6 +13,8 @@
 #include "safetensors_write.h"
 #include "types.h"
 
+#include "support.h"
+
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <jansson.h>
@@ -22,35 +24,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static const char *shared(void)
-{
-    const char *s = getenv("SMELT_SHARED");
-    return s && *s ? s : "../shared";
-}
-
-static void rm_rf(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            rm_rf(p);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 /* Deterministic small values, exactly representable in BF16 so F32 and
  * BF16 adapter files hold the same numbers. */
@@ -183,13 +156,6 @@ static int expected_merge(const st_tensor *base, const char *name, float scale, 
     return 1;
 }
 
-static char *tmpdir_new(void)
-{
-    char *t = strdup("/tmp/smelt-test-msynth-XXXXXX");
-    cr_assert_not_null(mkdtemp(t));
-    return t;
-}
-
 static void merge_one(const char *base, const char *ad_dir, const char *out, int32_t outtype, double user_scale)
 {
     lora_adapter ad;
@@ -207,11 +173,11 @@ static void merge_one(const char *base, const char *ad_dir, const char *out, int
 static void check_sharded(int32_t outtype)
 {
     build_qk_list();
-    char *tmp = tmpdir_new();
+    char *tmp = ts_tmpdir();
     char ad[1100], out[1100], base[1024], p[1200];
     snprintf(ad, sizeof ad, "%s/synth-qk", tmp);
     write_adapter(ad, qk_cfg, qk_tensors, n_qk_tensors);
-    snprintf(base, sizeof base, "%s/models/stories260K-bf16-sharded", shared());
+    snprintf(base, sizeof base, "%s/models/stories260K-bf16-sharded", ts_shared());
     snprintf(out, sizeof out, "%s/out", tmp);
     merge_one(base, ad, out, outtype, 1.0);
 
@@ -258,7 +224,7 @@ static void check_sharded(int32_t outtype)
     free(w);
     st_close(&o);
     st_close(&b);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
@@ -277,12 +243,12 @@ Test(merge_synth, gguf_path_permutes_q_and_k_rows)
     /* HF F32 merge, then the converter's permutation, equals the GGUF merge
      * of llama.cpp's F32 conversion bit for bit (8 heads, 4 KV heads). */
     build_qk_list();
-    char *tmp = tmpdir_new();
+    char *tmp = ts_tmpdir();
     char ad[1100], out_hf[1100], out_gg[1100], base_hf[1024], base_gg[1024];
     snprintf(ad, sizeof ad, "%s/synth-qk", tmp);
     write_adapter(ad, qk_cfg, qk_tensors, n_qk_tensors);
-    snprintf(base_hf, sizeof base_hf, "%s/models/stories260K", shared());
-    snprintf(base_gg, sizeof base_gg, "%s/reference/stories260K/convert-f32.gguf", shared());
+    snprintf(base_hf, sizeof base_hf, "%s/models/stories260K", ts_shared());
+    snprintf(base_gg, sizeof base_gg, "%s/reference/stories260K/convert-f32.gguf", ts_shared());
     snprintf(out_hf, sizeof out_hf, "%s/hf", tmp);
     snprintf(out_gg, sizeof out_gg, "%s/m.gguf", tmp);
     merge_one(base_hf, ad, out_hf, SM_TYPE_F32, 0.75);
@@ -316,13 +282,13 @@ Test(merge_synth, gguf_path_permutes_q_and_k_rows)
     free(scratch);
     st_close(&h);
     gguf_close(&g);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
 Test(merge_synth, embedding_lora_saved_norm_and_fan_in_fan_out)
 {
-    char *tmp = tmpdir_new();
+    char *tmp = ts_tmpdir();
     char ad[1100], ad2[1100], out[1100], base[1024];
     snprintf(ad, sizeof ad, "%s/emb", tmp);
     snprintf(ad2, sizeof ad2, "%s/fifo", tmp);
@@ -339,7 +305,7 @@ Test(merge_synth, embedding_lora_saved_norm_and_fan_in_fan_out)
     };
     write_adapter(ad2, "{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":3,\"target_modules\":[\"o_proj\"],"
                        "\"layers_to_transform\":[1],\"fan_in_fan_out\":true}", fifo, 2);
-    snprintf(base, sizeof base, "%s/models/stories260K", shared());
+    snprintf(base, sizeof base, "%s/models/stories260K", ts_shared());
     snprintf(out, sizeof out, "%s/out", tmp);
     lora_adapter ads[2];
     sm_err err = {0};
@@ -418,13 +384,13 @@ Test(merge_synth, embedding_lora_saved_norm_and_fan_in_fan_out)
     cr_assert_not_null(strstr(err.msg, "fan_in_fan_out"), "%s", err.msg);
     lora_close(&ads[0]);
     lora_close(&ads[1]);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
 Test(merge_synth, export_embedding_lora_transposes_a)
 {
-    char *tmp = tmpdir_new();
+    char *tmp = ts_tmpdir();
     char ad[1100], og[1100], base[1024];
     snprintf(ad, sizeof ad, "%s/emb-only", tmp);
     const synth_tensor emb[] = {
@@ -435,7 +401,7 @@ Test(merge_synth, export_embedding_lora_transposes_a)
     };
     write_adapter(ad, "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":2,"
                       "\"target_modules\":\"model\\\\.embed_tokens|.*layers\\\\.0\\\\.self_attn\\\\.k_proj\"}", emb, 4);
-    snprintf(base, sizeof base, "%s/reference/stories260K/convert-f16.gguf", shared());
+    snprintf(base, sizeof base, "%s/reference/stories260K/convert-f16.gguf", ts_shared());
     snprintf(og, sizeof og, "%s/a.gguf", tmp);
     lora_adapter a;
     sm_err err = {0};
@@ -468,21 +434,21 @@ Test(merge_synth, export_embedding_lora_transposes_a)
     cr_assert_eq(gguf_get_str(&g, "general.name", &name, &err), 0);
     cr_assert(sm_str_eq(name, "Emb Only"));
     gguf_close(&g);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
 Test(merge_synth, cli_two_adapters_json_summary)
 {
     build_qk_list();
-    char *tmp = tmpdir_new();
+    char *tmp = ts_tmpdir();
     char ad[1100], cmd[4096], out[1100];
     snprintf(ad, sizeof ad, "%s/synth-qk", tmp);
     write_adapter(ad, qk_cfg, qk_tensors, n_qk_tensors);
     snprintf(out, sizeof out, "%s/o.gguf", tmp);
     const char *bin = getenv("SMELT_BIN");
     snprintf(cmd, sizeof cmd, "%s/smelt-merge --base %s/reference/stories260K/convert-f16.gguf --lora %s:0.5 --lora %s:-0.5 "
-             "-o %s --json --outtype f32 2>/dev/null", bin && *bin ? bin : "build/release", shared(), ad, ad, out);
+             "-o %s --json --outtype f32 2>/dev/null", bin && *bin ? bin : "build/release", ts_shared(), ad, ad, out);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
     static char buf[1 << 16];
@@ -498,7 +464,7 @@ Test(merge_synth, cli_two_adapters_json_summary)
     gguf_file g, b;
     sm_err err = {0};
     char base[1024];
-    snprintf(base, sizeof base, "%s/reference/stories260K/convert-f16.gguf", shared());
+    snprintf(base, sizeof base, "%s/reference/stories260K/convert-f16.gguf", ts_shared());
     cr_assert_eq(gguf_open(&g, out, &err), 0, "%s", err.msg);
     cr_assert_eq(gguf_open(&b, base, &err), 0, "%s", err.msg);
     uint32_t ft;
@@ -515,13 +481,13 @@ Test(merge_synth, cli_two_adapters_json_summary)
     }
     gguf_close(&g);
     gguf_close(&b);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
 Test(merge_synth, export_reads_model_card_front_matter)
 {
-    char *tmp = tmpdir_new();
+    char *tmp = ts_tmpdir();
     char ad[1100], og[1100], base[1024], p[1200];
     snprintf(ad, sizeof ad, "%s/stories-chat-lora", tmp);
     const synth_tensor ts[] = {
@@ -535,7 +501,7 @@ Test(merge_synth, export_reads_model_card_front_matter)
     fputs("---\nlicense: mit\ntags:\n- a\n- 'b'\npipeline_tag: text-generation\nlanguage: [en, fr]\n"
           "base_model: org/Some-Model-v1.2-7B\nlibrary_name: peft\n---\n# card\n", f);
     fclose(f);
-    snprintf(base, sizeof base, "%s/reference/stories260K/convert-f32.gguf", shared());
+    snprintf(base, sizeof base, "%s/reference/stories260K/convert-f32.gguf", ts_shared());
     snprintf(og, sizeof og, "%s/a.gguf", tmp);
     lora_adapter a;
     sm_err err = {0};
@@ -567,14 +533,14 @@ Test(merge_synth, export_reads_model_card_front_matter)
     cr_assert_eq(langs->n, 2);
     cr_assert(sm_str_eq(langs->strs[1], "fr"));
     gguf_close(&g);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
 
 Test(merge_synth, threads_do_not_change_bits)
 {
     /* a 1024 x 1536 matrix (12.6 M multiply-adds at r 8) is split over threads */
-    char *tmp = tmpdir_new();
+    char *tmp = ts_tmpdir();
     char base[1100], ad[1100], p[1200];
     snprintf(base, sizeof base, "%s/base", tmp);
     snprintf(ad, sizeof ad, "%s/ad", tmp);
@@ -630,6 +596,6 @@ Test(merge_synth, threads_do_not_change_bits)
     free(A);
     free(B);
     free(W);
-    rm_rf(tmp);
+    ts_rmtree(tmp);
     free(tmp);
 }
