@@ -1,6 +1,7 @@
 /* smelt-imatrix — importance matrices from calibration text, interchangeable
  * with llama-imatrix's (c392e5094 .dat, newer GGUF); also merges and
  * converts imatrix files and prints their statistics. */
+#include "args.h"
 #include "collect.h"
 #include "run.h"
 #include "stats.h"
@@ -63,16 +64,6 @@ static int bad_arg(const char *msg, const char *arg)
     return 2;
 }
 
-static int parse_i32(const char *s, int32_t *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < -2147483647L || v > 2147483647L)
-        return -1;
-    *out = (int32_t)v;
-    return 0;
-}
-
 static int32_t default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -111,7 +102,7 @@ static int parse_args(int argc, char **argv, opts *o)
 #define INT(dst)                                                                                                       \
     do {                                                                                                               \
         NEED();                                                                                                        \
-        if (parse_i32(v, &(dst)))                                                                                      \
+        if (sm_parse_i32(v, &(dst)))                                                                                      \
             return bad_arg("not an integer", v);                                                                       \
     } while (0)
         if (IS("-h") || IS("--help")) {

@@ -1,5 +1,6 @@
 /* smelt-infer — evaluate a GGUF model: perplexity, KL divergence, generation,
  * memory and speed, with llama.cpp's methods and flags. */
+#include "args.h"
 #include "compare.h"
 #include "gate.h"
 #include "eval.h"
@@ -55,26 +56,6 @@ static int bad_arg(const char *msg, const char *arg)
     return 2;
 }
 
-static int parse_i32(const char *s, int32_t *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < -2147483647L || v > 2147483647L)
-        return -1;
-    *out = (int32_t)v;
-    return 0;
-}
-
-static int parse_f32(const char *s, float *out)
-{
-    char *end;
-    float v = strtof(s, &end);
-    if (!*s || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static int default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -107,13 +88,13 @@ static int parse_opts(int argc, char **argv, opts *o)
 #define INT(dst)                                                                                                       \
     do {                                                                                                               \
         NEED();                                                                                                        \
-        if (parse_i32(v, &(dst)))                                                                                      \
+        if (sm_parse_i32(v, &(dst)))                                                                                      \
             return bad_arg("not an integer", v);                                                                       \
     } while (0)
 #define FLT(dst)                                                                                                       \
     do {                                                                                                               \
         NEED();                                                                                                        \
-        if (parse_f32(v, &(dst)))                                                                                      \
+        if (sm_parse_f32(v, &(dst)))                                                                                      \
             return bad_arg("not a number", v);                                                                         \
     } while (0)
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
@@ -541,7 +522,7 @@ static int cmd_bench(const opts *o)
         return fail(o->model, &err);
     sm_bench_result r;
     int32_t np = 512; /* -p is the prompt length here, as in llama-bench */
-    if (o->prompt && parse_i32(o->prompt, &np)) {
+    if (o->prompt && sm_parse_i32(o->prompt, &np)) {
         model_free(&m);
         return bad_arg("bench -p takes a token count", o->prompt);
     }
