@@ -2,6 +2,7 @@
 
 #include "fp16.h"
 #include "matmul.h"
+#include "mmf.h"
 #include "ops.h"
 #include "types.h"
 
@@ -198,6 +199,7 @@ typedef struct job {
     const float *norm_w;
     float *norm_out;
     const int32_t *tokens;
+    int widen;             /* quant_act: also fill xq16 (portable kernels) */
 } job;
 
 static void job_round(void *arg, int32_t ith, int32_t nth)
@@ -209,41 +211,8 @@ static void job_round(void *arg, int32_t ith, int32_t nth)
         ops_act_round(j->act, j->src + t * j->len, j->c->xr + t * j->len, j->len);
 }
 
-/* Which ggml kernel llama.cpp's CPU backend (AVX-512 build with AVX512-BF16,
- * as on the machine that made the references) uses for a float weight:
- * llamafile's tinyBLAS (<16> for F32/F16, <32> with vdpbf16ps for BF16) when
- * the product has >= 2 tokens and the row length fits, else the type's
- * vec_dot. */
-enum { FK_TB16, FK_TB32BF, FK_F16, FK_BF16, FK_F32 };
-
-static int float_kernel(uint32_t type, int64_t k, int32_t n_tokens)
-{
-    /* the reference machine has AVX512-BF16: tinyBLAS<32> with vdpbf16ps */
-    if (type == SM_TYPE_BF16)
-        return n_tokens >= 2 && k % 32 == 0 ? FK_TB32BF : FK_BF16;
-    if (n_tokens >= 2 && k % 16 == 0)
-        return FK_TB16;
-    if (type == SM_TYPE_F16)
-        return FK_F16;
-    if (type == SM_TYPE_BF16)
-        return FK_BF16;
-    return FK_F32;
-}
-
-static float float_dot(int fk, const float *w, const float *x, int64_t k)
-{
-    switch (fk) {
-    case FK_TB16: return ops_dot_tb16(w, x, k);
-    case FK_TB32BF: return ops_dot_tb32bf(w, x, k);
-    case FK_F16: return ops_dot_vf16(w, x, k);
-    case FK_BF16: return ops_dot_vbf16(w, x, k);
-    default: return ops_dot_vf32(w, x, k);
-    }
-}
-
 /* Float weights (F32/F16/BF16): rows are split across threads in groups of
- * 4; each group is dequantized once and reused for every token of the
- * batch. */
+ * 4 (mmf_rows's unit). */
 static void job_matmul(void *arg, int32_t ith, int32_t nth)
 {
     job *j = arg;
@@ -251,28 +220,12 @@ static void job_matmul(void *arg, int32_t ith, int32_t nth)
     for (int32_t it = 0; it < j->n_items; it++) {
         const mm_item *mi = &j->items[it];
         const sm_weight *w = mi->w;
-        const int64_t K = w->n_in, N = w->n_out;
-        const int fk = float_kernel(w->type, K, j->n);
-        int64_t groups = (N + 3) / 4, glo, ghi;
+        int64_t groups = (w->n_out + 3) / 4, glo, ghi;
         pool_split(groups, ith, nth, &glo, &ghi);
-        for (int64_t g = glo; g < ghi; g++) {
-            int64_t r0 = g * 4;
-            int64_t nr = N - r0 < 4 ? N - r0 : 4;
-            for (int64_t r = 0; r < nr; r++)
-                ops_dequant_row(w->type, w->data + (uint64_t)(r0 + r) * w->row_bytes, wbuf + r * K, K);
-            for (int32_t t = 0; t < j->n; t++) {
-                float out[4];
-                const float *x = j->xr + (int64_t)t * K;
-                if (fk == FK_TB16 && nr == 4)
-                    ops_dot_tb16x4(wbuf, K, x, K, out);
-                else
-                    for (int64_t r = 0; r < nr; r++)
-                        out[r] = float_dot(fk, wbuf + r * K, x, K);
-                float *y = mi->y + (int64_t)t * N + r0;
-                for (int64_t r = 0; r < nr; r++)
-                    y[r] = mi->bias ? out[r] + mi->bias[r0 + r] : out[r];
-            }
-        }
+        int64_t r1 = ghi * 4 < w->n_out ? ghi * 4 : w->n_out;
+        if (glo * 4 < r1)
+            mmf_rows(w->type, w->data, w->row_bytes, w->n_in, glo * 4, r1, j->xr, w->n_in, j->n, mi->y, w->n_out,
+                     mi->bias, wbuf);
     }
 }
 
@@ -284,12 +237,13 @@ static void job_quant_act(void *arg, int32_t ith, int32_t nth)
     for (int64_t t = lo; t < hi; t++) {
         uint8_t *dst = j->c->xq + (uint64_t)t * j->c->xq_stride;
         mm_quantize_act(j->act, j->src + t * j->len, dst, j->len);
-        mm_widen_act(j->act, dst, j->c->xq16 + t * j->c->u_stride, j->len);
+        if (j->widen)
+            mm_widen_act(j->act, dst, j->c->xq16 + t * j->len, j->len);
     }
 }
 
-/* Quantized weights: each thread unpacks a row once and takes its exact
- * integer block dot with every token's quantized activations. */
+/* Quantized weights: each thread takes a contiguous range of rows with
+ * every token (mmq_rows tiles it). */
 static void job_matmul_q(void *arg, int32_t ith, int32_t nth)
 {
     job *j = arg;
@@ -300,17 +254,11 @@ static void job_matmul_q(void *arg, int32_t ith, int32_t nth)
     for (int32_t it = 0; it < j->n_items; it++) {
         const mm_item *mi = &j->items[it];
         const sm_weight *w = mi->w;
-        const int64_t K = w->n_in, N = w->n_out;
         int64_t lo, hi;
-        pool_split(N, ith, nth, &lo, &hi);
-        for (int64_t row = lo; row < hi; row++) {
-            mm_unpack_row(w->type, w->data + (uint64_t)row * w->row_bytes, K, &r);
-            const float b = mi->bias ? mi->bias[row] : 0.0f;
-            for (int32_t t = 0; t < j->n; t++) {
-                float v = mm_dot(j->act, &r, c->xq + (uint64_t)t * c->xq_stride, c->xq16 + t * us, K);
-                mi->y[(int64_t)t * N + row] = mi->bias ? v + b : v;
-            }
-        }
+        pool_split(w->n_out, ith, nth, &lo, &hi);
+        if (lo < hi)
+            mmq_rows(w->type, w->data, w->row_bytes, w->n_in, lo, hi, c->xq, c->xq_stride, c->xq16, j->n, mi->y,
+                     w->n_out, mi->bias, &r);
     }
 }
 
@@ -334,6 +282,9 @@ static void matmul_group(sm_ctx *c, const float *src, int32_t n, mm_item *items,
             j.act = kind;
             j.src = src;
             j.len = items[i].w->n_in;
+            for (int32_t k = i; k < n_items; k++)
+                if (!done[k] && mm_kind_of(items[k].w->type) == kind && mmq_needs_act16(items[k].w->type))
+                    j.widen = 1;
             run(c, job_quant_act, &j, (int64_t)n * j.len * 4);
             int64_t work = 0;
             for (int32_t k = i; k < n_items; k++) {

@@ -56,4 +56,20 @@ float mm_dot(int kind, const mm_row *r, const void *act, const int16_t *act16, i
 /* Tests: 1 forces the portable kernels, 0 restores the CPU's choice. */
 void mm_force_portable(int on);
 
+/* ---- whole products (mmq.c): the kernel is chosen by type and CPU level */
+
+/* Rows [r0, r1) of a quantized weight w (row_bytes per row, K elements per
+ * row) times n_tok activation rows act + t*act_stride, quantized by
+ * mm_quantize_act for mm_kind_of(type); act16 + t*K are their int16 copies
+ * (mm_widen_act), read only when mmq_needs_act16(type):
+ *   y[t*ldy + r] = mm_dot(row r, token t) (+ bias[r] when bias != NULL)
+ * The results are bit-identical at every CPU level (cpu.h). u holds the
+ * caller's per-thread unpack buffers (K entries each) for the portable
+ * path. Never fails; the type must have mm_kind_of(type) != MM_FLOAT. */
+void mmq_rows(uint32_t type, const uint8_t *w, uint64_t row_bytes, int64_t K, int64_t r0, int64_t r1,
+              const uint8_t *act, uint64_t act_stride, const int16_t *act16, int32_t n_tok, float *y, int64_t ldy,
+              const float *bias, mm_row *u);
+/* 1 when mmq_rows would read act16 for this type at the current CPU level. */
+int mmq_needs_act16(uint32_t type);
+
 #endif
