@@ -3,14 +3,14 @@
 #include "matmul.h"
 #include "mmq_impl.h"
 
-int mmq_needs_act16(uint32_t type) { return !mmq_k_handles(type) && !mmq_b32_handles(type); }
+int mmq_needs_act16(uint32_t type) { return !mmq_k_handles(type) && !mmq_k3_handles(type) && !mmq_b32_handles(type); }
 
 void mmq_rows(uint32_t type, const uint8_t *w, uint64_t row_bytes, int64_t K, int64_t r0, int64_t r1,
               const uint8_t *act, uint64_t act_stride, const int16_t *act16, int32_t n_tok, float *y, int64_t ldy,
               const float *bias, mm_row *u)
 {
     const mmq_args a = {type, w, row_bytes, K, r0, r1, act, act_stride, n_tok, y, ldy, bias};
-    if (mmq_k_rows(&a) || mmq_b32_rows(&a))
+    if (mmq_k_rows(&a) || mmq_k3_rows(&a) || mmq_b32_rows(&a))
         return;
     /* portable: unpack each row once, then its exact block dot with every
      * token */

@@ -22,14 +22,17 @@ typedef struct mmq_args {
     const float *bias;     /* [rows] added after the dot, or NULL */
 } mmq_args;
 
-/* mmq_k.c: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. Returns 1 when it computed the
+/* mmq_k.c: Q4_K, Q5_K, Q6_K. Returns 1 when it computed the
  * product, 0 when it has no kernel for this type at the current CPU level
  * (mmq.c then falls back to the portable path). */
 int mmq_k_rows(const mmq_args *a);
+/* mmq_k3.c: Q2_K, Q3_K; same contract. */
+int mmq_k3_rows(const mmq_args *a);
 /* mmq_b32.c: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL; same contract. */
 int mmq_b32_rows(const mmq_args *a);
 /* 1 when mmq_k_rows / mmq_b32_rows would handle type at this CPU level. */
 int mmq_k_handles(uint32_t type);
+int mmq_k3_handles(uint32_t type);
 int mmq_b32_handles(uint32_t type);
 
 #endif

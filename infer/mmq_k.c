@@ -1,4 +1,4 @@
-/* mmq_k.c — AVX2 / AVX-512 kernels for K-quant weights (Q2_K..Q6_K)
+/* mmq_k.c — AVX2 / AVX-512 kernels for K-quant weights (Q4_K, Q5_K, Q6_K)
  * against Q8_K activations. */
 #include "mmq_impl.h"
 
