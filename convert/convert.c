@@ -637,6 +637,25 @@ static int convert_tensor(const st_model *st, const out_tensor *t, gguf_writer *
     return SM_OK;
 }
 
+/* config.json text -> h->root (an object); h->path names it in messages. */
+static int parse_config(hparams *h, const char *text, uint64_t len, sm_err *err)
+{
+    if (len > CV_MAX_CONFIG)
+        return sm_err_set(err, SM_ERANGE, "%s: %llu bytes, more than the %llu allowed", h->path,
+                          (unsigned long long)len, (unsigned long long)CV_MAX_CONFIG);
+    json_error_t je;
+    h->root = json_loadb(text, (size_t)len, JSON_REJECT_DUPLICATES, &je);
+    if (!h->root)
+        return sm_err_set(err, SM_EFORMAT, "%s: invalid JSON at line %d column %d: %s", h->path, je.line, je.column,
+                          je.text);
+    if (!json_is_object(h->root)) {
+        json_decref(h->root);
+        h->root = NULL;
+        return sm_err_set(err, SM_EFORMAT, "%s: not a JSON object", h->path);
+    }
+    return SM_OK;
+}
+
 static int load_config(const char *dir, hparams *h, char *path, size_t cap, sm_err *err)
 {
     snprintf(path, cap, "%s/config.json", dir);
@@ -646,18 +665,83 @@ static int load_config(const char *dir, hparams *h, char *path, size_t cap, sm_e
     int rc = sm_read_file(path, CV_MAX_CONFIG, &text, &len, err);
     if (rc)
         return rc;
-    json_error_t je;
-    h->root = json_loadb(text, (size_t)len, JSON_REJECT_DUPLICATES, &je);
+    rc = parse_config(h, text, len, err);
     free(text);
-    if (!h->root)
-        return sm_err_set(err, SM_EFORMAT, "%s: invalid JSON at line %d column %d: %s", path, je.line, je.column,
-                          je.text);
-    if (!json_is_object(h->root)) {
-        json_decref(h->root);
-        h->root = NULL;
-        return sm_err_set(err, SM_EFORMAT, "%s: not a JSON object", path);
+    return rc;
+}
+
+/* general.name & co. as gguf-py's Metadata derives them: from config's
+ * _name_or_path (a model id, at most one '/'), then the directory name
+ * `base`; size label from the parameter count. SM_ENOMEM or SM_OK. */
+static int name_model(sm_naming *nm, const hparams *h, const char *base, uint64_t total_params)
+{
+    const char *name_or_path = json_string_value(hp_get(h, "_name_or_path"));
+    if (name_or_path) {
+        int slashes = 0;
+        for (const char *c = name_or_path; *c; c++)
+            slashes += *c == '/';
+        if (slashes <= 1 && sm_naming_from_id(nm, name_or_path, (int64_t)total_params))
+            return SM_ENOMEM;
+    }
+    if (sm_naming_from_id(nm, base, (int64_t)total_params))
+        return SM_ENOMEM;
+    if (!nm->name && !(nm->name = strdup(base)))
+        return SM_ENOMEM;
+    if (!nm->size_label && total_params > 0) {
+        char lbl[32];
+        sm_size_label(total_params, lbl, sizeof lbl);
+        if (!(nm->size_label = strdup(lbl)))
+            return SM_ENOMEM;
     }
     return SM_OK;
+}
+
+/* The KVs before the vocabulary: general.* (Metadata.set_gguf_meta_model
+ * order) and the hyper-parameters. */
+static int write_header(gguf_writer *w, const hparams *h, const model_info *mi, const sm_naming *nm, int vocab_only,
+                        uint32_t ftype, sm_err *err)
+{
+    if (gguf_writer_set_str(w, "general.architecture", mi->arch->name) || gguf_writer_set_str(w, "general.type", "model"))
+        goto oom;
+    if (gguf_writer_set_str(w, "general.name", nm->name))
+        goto oom;
+    if (nm->version && gguf_writer_set_str(w, "general.version", nm->version))
+        goto oom;
+    if (nm->organization && gguf_writer_set_str(w, "general.organization", nm->organization))
+        goto oom;
+    if (nm->finetune && gguf_writer_set_str(w, "general.finetune", nm->finetune))
+        goto oom;
+    if (nm->basename && gguf_writer_set_str(w, "general.basename", nm->basename))
+        goto oom;
+    if (!vocab_only && nm->size_label && gguf_writer_set_str(w, "general.size_label", nm->size_label))
+        goto oom;
+    return write_hparams(w, h, mi, ftype, err);
+oom:
+    return sm_err_set(err, SM_ENOMEM, "out of memory");
+}
+
+int cv_config_kv(gguf_writer *w, const char *text, uint64_t len, const char *path, const char *dir_name,
+                 int outtype, int vocab_only, cv_config_info *info, sm_err *err)
+{
+    hparams h = {NULL, path};
+    model_info mi;
+    sm_naming nm = {0};
+    memset(info, 0, sizeof *info);
+    int rc;
+    if ((rc = parse_config(&h, text, len, err)) || (rc = read_model_info(&h, &mi, err)))
+        goto done;
+    if ((rc = name_model(&nm, &h, dir_name, 0))) {
+        rc = sm_err_set(err, SM_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = write_header(w, &h, &mi, &nm, vocab_only, ftype_for(outtype), err)))
+        goto done;
+    info->arch = mi.arch->name;
+    info->vocab_size = mi.has_vocab_size ? mi.vocab_size : 0;
+done:
+    sm_naming_free(&nm);
+    json_decref(h.root);
+    return rc;
 }
 
 /* Last path component of a directory, ignoring trailing slashes. */
@@ -726,27 +810,10 @@ int cv_convert(const cv_opts *o, cv_summary *sum, sm_err *err)
     uint64_t total_params = 0;
     for (uint64_t i = 0; i < n_ts; i++)
         total_params += (uint64_t)(ts[i].ne[0] * ts[i].ne[1] * ts[i].ne[2] * ts[i].ne[3]);
-    json_t *nop = hp_get(&h, "_name_or_path");
-    const char *name_or_path = json_string_value(nop);
-    if (name_or_path) {
-        int slashes = 0;
-        for (const char *c = name_or_path; *c; c++)
-            slashes += *c == '/';
-        if (slashes <= 1 && (rc = sm_naming_from_id(&nm, name_or_path, (int64_t)total_params)))
-            goto oom;
-    }
     char base[1024];
     dir_basename(o->model_dir, base, sizeof base);
-    if ((rc = sm_naming_from_id(&nm, base, (int64_t)total_params)))
+    if (name_model(&nm, &h, base, total_params))
         goto oom;
-    if (!nm.name && !(nm.name = strdup(base)))
-        goto oom;
-    if (!nm.size_label && total_params > 0) {
-        char lbl[32];
-        sm_size_label(total_params, lbl, sizeof lbl);
-        if (!(nm.size_label = strdup(lbl)))
-            goto oom;
-    }
 
     /* output path */
     if (o->outfile) {
@@ -779,22 +846,7 @@ int cv_convert(const cv_opts *o, cv_summary *sum, sm_err *err)
     w = gguf_writer_init();
     if (!w)
         goto oom;
-    if (gguf_writer_set_str(w, "general.architecture", mi.arch->name) || gguf_writer_set_str(w, "general.type", "model"))
-        goto oom;
-    /* Metadata.set_gguf_meta_model order */
-    if (gguf_writer_set_str(w, "general.name", nm.name))
-        goto oom;
-    if (nm.version && gguf_writer_set_str(w, "general.version", nm.version))
-        goto oom;
-    if (nm.organization && gguf_writer_set_str(w, "general.organization", nm.organization))
-        goto oom;
-    if (nm.finetune && gguf_writer_set_str(w, "general.finetune", nm.finetune))
-        goto oom;
-    if (nm.basename && gguf_writer_set_str(w, "general.basename", nm.basename))
-        goto oom;
-    if (!o->vocab_only && nm.size_label && gguf_writer_set_str(w, "general.size_label", nm.size_label))
-        goto oom;
-    if ((rc = write_hparams(w, &h, &mi, ftype_for(outtype), err)))
+    if ((rc = write_header(w, &h, &mi, &nm, o->vocab_only, ftype_for(outtype), err)))
         goto done;
     cv_vocab_opts vo = {o->pre, mi.has_vocab_size ? mi.vocab_size : 0, mi.arch->name};
     if ((rc = cv_vocab_add_kv(w, o->model_dir, &vo, err)))

@@ -10,6 +10,7 @@
 #define SMELT_CONVERT_H
 
 #include "err.h"
+#include "gguf.h"
 
 #include <stdint.h>
 
@@ -51,6 +52,27 @@ typedef struct cv_summary {
  * SM_EIO (output; the destination is never left half-written), SM_EINVAL
  * (output exists and force not set / equals an input). */
 int cv_convert(const cv_opts *opts, cv_summary *sum, sm_err *err);
+
+/* What cv_config_kv learned from config.json for the vocabulary step. */
+typedef struct cv_config_info {
+    const char *arch;    /* general.architecture ("llama", "qwen2"), static */
+    uint32_t vocab_size; /* config's vocab_size, 0 if absent */
+} cv_config_info;
+
+/* The config.json half of cv_convert on a buffer: parses text (len bytes,
+ * at most 16 MiB; path names it in messages) with the converter's checks and
+ * appends to w the KVs cv_convert writes before the vocabulary —
+ * general.architecture, general.type, the naming keys (from _name_or_path,
+ * then dir_name, the model directory's base name), and the hyper-parameters
+ * for outtype (enum cv_outtype other than AUTO) — for a conversion with no
+ * tensor counted (as a vocab-only one: no size label). Errors are
+ * cv_convert's for a malformed config (SM_EFORMAT, SM_EMISSING, SM_EUNSUPP,
+ * SM_ERANGE, SM_ENOMEM); on error w may hold some keys and the caller
+ * discards it. *info (not NULL) is filled on success. For fuzzing and
+ * tests: cv_convert reads the file and runs the same parser, checks and
+ * writers. */
+int cv_config_kv(gguf_writer *w, const char *text, uint64_t len, const char *path, const char *dir_name,
+                 int outtype, int vocab_only, cv_config_info *info, sm_err *err);
 
 /* "f32", "f16", "bf16", "q8_0", "auto" -> enum, or -1. */
 int cv_outtype_parse(const char *s);

@@ -184,6 +184,26 @@ static int json_load_path(const char *path, const char *shown, int optional, jso
     return 0;
 }
 
+/* json_load_path for a file already in memory (text, len bytes; NULL:
+ * absent): the same flags, checks and messages. */
+static int json_parse_text(const char *text, uint64_t len, const char *shown, json_t **out, sm_err *err)
+{
+    *out = NULL;
+    if (!text)
+        return 0;
+    json_error_t je;
+    json_t *j = json_loadb(text, (size_t)len, JSON_ALLOW_NUL, &je);
+    if (!j)
+        return sm_err_set(err, SM_EFORMAT, "%s: line %d column %d (byte %d): not valid JSON: %s", shown, je.line,
+                          je.column, je.position, je.text);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return sm_err_set(err, SM_EFORMAT, "%s: top level is not a JSON object", shown);
+    }
+    *out = j;
+    return 0;
+}
+
 static int add_fail(int rc, const char *key, sm_err *err)
 {
     return sm_err_set(err, rc, "cannot add %s to the GGUF (%s)", key, sm_code_name(rc));
@@ -449,34 +469,38 @@ static int sv_write(gguf_writer *w, const special_vocab *sv, cv_vocab_info *info
 /* _create_vocab_sentencepiece: the pieces, padded to vocab_size with
  * [PAD{i}] (score -10000, UNUSED), then added_tokens.json and the
  * tokenizer_config added_tokens_decoder applied over them. */
-static int spm_build(cv_toklist *t, const char *model_dir, const json_t *tc, const cv_vocab_opts *opts,
-                     cv_vocab_info *info, sm_err *err)
+static int spm_build(cv_toklist *t, const char *model_dir, const cv_spm_model *given, const json_t *tc,
+                     const cv_vocab_opts *opts, cv_vocab_info *info, sm_err *err)
 {
     char path[4096];
     int rc;
     char *buf = NULL;
     uint64_t len = 0;
     json_t *at = NULL;
-    cv_spm_model m;
-    memset(&m, 0, sizeof m);
-    if ((rc = path_join(path, sizeof path, model_dir, "tokenizer.model", err)) < 0)
-        return rc;
-    if ((rc = sm_read_file(path, 1ull << 31, &buf, &len, err)) < 0)
-        return rc;
-    if ((rc = cv_spm_parse(&m, (const uint8_t *)buf, len, "tokenizer.model", err)) < 0)
-        goto done;
+    cv_spm_model own;
+    memset(&own, 0, sizeof own);
+    const cv_spm_model *m = given; /* parsed by the caller, else read here */
+    if (!m) {
+        if ((rc = path_join(path, sizeof path, model_dir, "tokenizer.model", err)) < 0)
+            return rc;
+        if ((rc = sm_read_file(path, 1ull << 31, &buf, &len, err)) < 0)
+            return rc;
+        if ((rc = cv_spm_parse(&own, (const uint8_t *)buf, len, "tokenizer.model", err)) < 0)
+            goto done;
+        m = &own;
+    }
 
-    uint32_t vocab_size = opts->config_vocab_size ? opts->config_vocab_size : m.n_pieces;
-    if (m.n_pieces > vocab_size) {
-        rc = sm_err_set(err, SM_EMISMATCH, "tokenizer.model has %u pieces but config.json vocab_size is %u", m.n_pieces,
+    uint32_t vocab_size = opts->config_vocab_size ? opts->config_vocab_size : m->n_pieces;
+    if (m->n_pieces > vocab_size) {
+        rc = sm_err_set(err, SM_EMISMATCH, "tokenizer.model has %u pieces but config.json vocab_size is %u", m->n_pieces,
                         vocab_size);
         goto done;
     }
     if ((rc = cv_toklist_init(t, vocab_size, 1, err)) < 0)
         goto done;
     for (uint32_t i = 0; i < vocab_size; i++) {
-        if (i < m.n_pieces) {
-            const cv_spm_piece *p = &m.pieces[i];
+        if (i < m->n_pieces) {
+            const cv_spm_piece *p = &m->pieces[i];
             if ((rc = cv_toklist_set(t, i, p->ptr, p->len, err)) < 0)
                 goto done;
             t->scores[i] = p->score;
@@ -596,7 +620,7 @@ static int spm_build(cv_toklist *t, const char *model_dir, const json_t *tc, con
     }
 done:
     json_decref(at);
-    cv_spm_free(&m);
+    cv_spm_free(&own);
     free(buf);
     if (rc < 0)
         cv_toklist_free(t);
@@ -691,39 +715,50 @@ int cv_vocab_add_kv(gguf_writer *w, const char *model_dir, const cv_vocab_opts *
     return cv_vocab_add_kv_info(w, model_dir, opts, NULL, err);
 }
 
+/* --pre NAME must be one llama.cpp knows. */
+static int check_pre(const cv_vocab_opts *o, sm_err *err)
+{
+    if (!o->pre_override || cv_pre_name_known(o->pre_override))
+        return 0;
+    char names[420];
+    size_t n = 0;
+    names[0] = 0;
+    for (int i = 0; cv_pre_names[i]; i++) {
+        int k = snprintf(names + n, sizeof names - n, "%s%s", i ? " " : "", cv_pre_names[i]);
+        if (k < 0 || (size_t)k >= sizeof names - n)
+            break;
+        n += (size_t)k;
+    }
+    return sm_err_set(err, SM_EINVAL, "--pre %.60s: unknown pre-tokenizer name; known: %s", o->pre_override, names);
+}
+
+/* The options with their defaults filled in. */
+static cv_vocab_opts opts_or_default(const cv_vocab_opts *opts)
+{
+    cv_vocab_opts o = {NULL, 0, "llama"};
+    if (opts)
+        o = *opts;
+    if (!o.arch)
+        o.arch = "llama";
+    return o;
+}
+
+static int vocab_build(gguf_writer *w, const char *model_dir, const cv_spm_model *spm_given, int have_model,
+                       const json_t *tj, const json_t *tc, const json_t *cfg, const cv_vocab_opts *opts,
+                       cv_vocab_info *info_out, sm_err *err);
+
 int cv_vocab_add_kv_info(gguf_writer *w, const char *model_dir, const cv_vocab_opts *opts, cv_vocab_info *info_out,
                          sm_err *err)
 {
     int rc = 0;
     char p_model[4096], p_json[4096], p_tc[4096], p_cfg[4096];
     json_t *tj = NULL, *tc = NULL, *cfg = NULL;
-    cv_toklist spm;
-    cv_bpe_result bpe;
-    cv_vocab_info info;
-    memset(&spm, 0, sizeof spm);
-    memset(&bpe, 0, sizeof bpe);
-    memset(&info, 0, sizeof info);
-    cv_vocab_opts o = {NULL, 0, "llama"};
-    if (opts)
-        o = *opts;
-    if (!o.arch)
-        o.arch = "llama";
-    int is_llama = strcmp(o.arch, "llama") == 0;
+    cv_vocab_opts o = opts_or_default(opts);
 
     if (!w || !model_dir)
         return sm_err_set(err, SM_EINVAL, "cv_vocab_add_kv: NULL writer or model_dir");
-    if (o.pre_override && !cv_pre_name_known(o.pre_override)) {
-        char names[420];
-        size_t n = 0;
-        names[0] = 0;
-        for (int i = 0; cv_pre_names[i]; i++) {
-            int k = snprintf(names + n, sizeof names - n, "%s%s", i ? " " : "", cv_pre_names[i]);
-            if (k < 0 || (size_t)k >= sizeof names - n)
-                break;
-            n += (size_t)k;
-        }
-        return sm_err_set(err, SM_EINVAL, "--pre %.60s: unknown pre-tokenizer name; known: %s", o.pre_override, names);
-    }
+    if ((rc = check_pre(&o, err)) < 0)
+        return rc;
     if ((rc = path_join(p_model, sizeof p_model, model_dir, "tokenizer.model", err)) < 0 ||
         (rc = path_join(p_json, sizeof p_json, model_dir, "tokenizer.json", err)) < 0 ||
         (rc = path_join(p_tc, sizeof p_tc, model_dir, "tokenizer_config.json", err)) < 0 ||
@@ -740,6 +775,62 @@ int cv_vocab_add_kv_info(gguf_writer *w, const char *model_dir, const cv_vocab_o
         goto done;
     if ((rc = json_load_path(p_json, "tokenizer.json", 1, &tj, err)) < 0)
         goto done;
+    rc = vocab_build(w, model_dir, NULL, have_model, tj, tc, cfg, &o, info_out, err);
+done:
+    json_decref(tj);
+    json_decref(tc);
+    json_decref(cfg);
+    return rc;
+}
+
+int cv_vocab_add_kv_mem(gguf_writer *w, const char *model_dir, const cv_spm_model *spm, const char *tc_text,
+                        uint64_t tc_len, const char *cfg_text, uint64_t cfg_len, const cv_vocab_opts *opts,
+                        cv_vocab_info *info_out, sm_err *err)
+{
+    int rc = 0;
+    char p_json[4096];
+    json_t *tj = NULL, *tc = NULL, *cfg = NULL;
+    cv_vocab_opts o = opts_or_default(opts);
+
+    if (!w || !model_dir)
+        return sm_err_set(err, SM_EINVAL, "cv_vocab_add_kv: NULL writer or model_dir");
+    if ((rc = check_pre(&o, err)) < 0)
+        return rc;
+    if ((rc = path_join(p_json, sizeof p_json, model_dir, "tokenizer.json", err)) < 0)
+        return rc;
+    int have_json = is_file(p_json);
+    if (!spm && !have_json)
+        return sm_err_set(err, SM_EMISSING,
+                          "no tokenizer.model or tokenizer.json in the model directory: cannot build the vocabulary");
+
+    if ((rc = json_parse_text(tc_text, tc_len, "tokenizer_config.json", &tc, err)) < 0)
+        goto done;
+    if ((rc = json_parse_text(cfg_text, cfg_len, "config.json", &cfg, err)) < 0)
+        goto done;
+    if ((rc = json_load_path(p_json, "tokenizer.json", 1, &tj, err)) < 0)
+        goto done;
+    rc = vocab_build(w, model_dir, spm, spm != NULL, tj, tc, cfg, &o, info_out, err);
+done:
+    json_decref(tj);
+    json_decref(tc);
+    json_decref(cfg);
+    return rc;
+}
+
+/* The KVs from the loaded inputs (cv_vocab_add_kv_info's second half). */
+static int vocab_build(gguf_writer *w, const char *model_dir, const cv_spm_model *spm_given, int have_model,
+                       const json_t *tj, const json_t *tc, const json_t *cfg, const cv_vocab_opts *opts,
+                       cv_vocab_info *info_out, sm_err *err)
+{
+    int rc = 0;
+    cv_toklist spm;
+    cv_bpe_result bpe;
+    cv_vocab_info info;
+    memset(&spm, 0, sizeof spm);
+    memset(&bpe, 0, sizeof bpe);
+    memset(&info, 0, sizeof info);
+    const cv_vocab_opts o = *opts;
+    int is_llama = strcmp(o.arch, "llama") == 0;
 
     special_vocab sv;
     static const int base_types[] = {SP_BOS, SP_EOS, SP_UNK, SP_SEP, SP_PAD, SP_CLS, SP_MASK};
@@ -749,7 +840,7 @@ int cv_vocab_add_kv_info(gguf_writer *w, const char *model_dir, const cv_vocab_o
 
     if (have_model) {
         /* _set_vocab_sentencepiece */
-        if ((rc = spm_build(&spm, model_dir, tc, &o, &info, err)) < 0)
+        if ((rc = spm_build(&spm, model_dir, spm_given, tc, &o, &info, err)) < 0)
             goto done;
         snprintf(info.model, sizeof info.model, "llama");
         snprintf(info.pre, sizeof info.pre, "default");
@@ -824,8 +915,5 @@ int cv_vocab_add_kv_info(gguf_writer *w, const char *model_dir, const cv_vocab_o
 done:
     cv_toklist_free(&spm);
     cv_bpe_free(&bpe);
-    json_decref(tj);
-    json_decref(tc);
-    json_decref(cfg);
     return rc;
 }

@@ -60,6 +60,20 @@ int cv_vocab_add_kv(gguf_writer *w, const char *model_dir, const cv_vocab_opts *
 int cv_vocab_add_kv_info(gguf_writer *w, const char *model_dir, const cv_vocab_opts *opts,
                          cv_vocab_info *info, sm_err *err);
 
+/* Same, with tokenizer_config.json and config.json given as text (tc_text /
+ * cfg_text with their lengths; NULL = the file is absent) and tokenizer.model
+ * given already parsed (spm, borrowed; NULL = there is none, and
+ * tokenizer.json is used). tokenizer.json, added_tokens.json and merges.txt
+ * are still read from model_dir when present. The texts go through the same
+ * JSON checks and messages as the files, and the KVs are the ones
+ * cv_vocab_add_kv_info writes for a directory holding those files (both
+ * end in the same builder): this is its in-memory entry, for fuzzing and
+ * tests. */
+struct cv_spm_model;
+int cv_vocab_add_kv_mem(gguf_writer *w, const char *model_dir, const struct cv_spm_model *spm, const char *tc_text,
+                        uint64_t tc_len, const char *cfg_text, uint64_t cfg_len, const cv_vocab_opts *opts,
+                        cv_vocab_info *info, sm_err *err);
+
 /* NULL-terminated list of the pre-tokenizer names llama.cpp c392e5094 accepts. */
 extern const char *const cv_pre_names[];
 /* 1 when name is in cv_pre_names. */

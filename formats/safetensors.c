@@ -283,16 +283,13 @@ static void free_names(char **v, size_t n)
     free(v);
 }
 
-/* Checks the opened shards against index.json's weight_map: every mapped
- * tensor must be present in the file the map names; no extra tensors. */
-static int check_index(st_model *m, const char *dir, const char *index_path, sm_err *err)
+int st_check_index(const st_model *m, const char *dir, const char *text, uint64_t len, const char *index_path,
+                   sm_err *err)
 {
-    char *text = NULL;
-    uint64_t len;
     json_t *root = NULL;
-    int rc = sm_read_file(index_path, ST_MAX_INDEX, &text, &len, err);
-    if (rc)
-        return rc;
+    int rc = SM_OK;
+    if (len > ST_MAX_INDEX)
+        return sm_err_set(err, SM_ERANGE, "%s: larger than %u bytes", index_path, ST_MAX_INDEX);
     json_error_t jerr;
     root = json_loadb(text, (size_t)len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
@@ -347,6 +344,18 @@ static int check_index(st_model *m, const char *dir, const char *index_path, sm_
     }
 done:
     json_decref(root);
+    return rc;
+}
+
+/* Reads index.json and checks it (st_check_index). */
+static int check_index(const st_model *m, const char *dir, const char *index_path, sm_err *err)
+{
+    char *text = NULL;
+    uint64_t len;
+    int rc = sm_read_file(index_path, ST_MAX_INDEX, &text, &len, err);
+    if (rc)
+        return rc;
+    rc = st_check_index(m, dir, text, len, index_path, err);
     free(text);
     return rc;
 }

@@ -65,6 +65,16 @@ int st_open(st_model *m, const char *path, sm_err *err);
 /* Parses one safetensors image held by the caller (fuzzing, tests); the
  * tensors are appended to m with shard index `shard`. */
 int st_parse(st_model *m, const uint8_t *buf, uint64_t len, const char *name, uint32_t shard, sm_err *err);
+/* Checks a sharded model's model.safetensors.index.json, given as text
+ * (len bytes, at most ST_MAX_INDEX; index_path names it in messages),
+ * against the shards already in m, as st_open does after opening them:
+ * "weight_map" must be an object mapping every tensor of m, and only those,
+ * to the plain file name (no '/', not "..") of the shard holding it; a named
+ * file must exist in dir. SM_EFORMAT / SM_EMISSING / SM_EMISMATCH /
+ * SM_ERANGE with err naming the entry; m is not changed. st_open reads the
+ * file and calls this; fuzzing and tests call it on a buffer. */
+int st_check_index(const st_model *m, const char *dir, const char *text, uint64_t len, const char *index_path,
+                   sm_err *err);
 void st_close(st_model *m);
 
 /* Index of a tensor by name, or -1. */

@@ -22,5 +22,7 @@ int cpu_has_vnni(void);
 /* Tests: caps the level at max (CPU_PORTABLE..CPU_AVX512); -1 removes the
  * cap. Not thread-safe: call between runs. */
 void cpu_force_level(int max);
+/* Tests: 1 hides AVX512-VNNI (an AVX-512 CPU without it), 0 restores. */
+void cpu_force_no_vnni(int on);
 
 #endif

@@ -16,6 +16,17 @@
  * the padded cells are masked (probability 0). */
 static int64_t kv_pad(int64_t n) { return n < 32 ? 32 : (n + 31) / 32 * 32; }
 
+/* Attention's per-thread scratch in floats: sc[kv_pad(C)] scores, qh[H]
+ * (rounded up to 16 floats so kt stays 64-byte aligned relative to sc), kt
+ * [H, kv_pad(C)]: F16 for heads of a multiple of 16 (tinyBLAS KQ), else
+ * doubles (ops_kq_t64). */
+static int64_t att_qh_floats(int64_t H) { return (H + 15) / 16 * 16; }
+static int64_t att_scratch(int64_t H, int64_t C)
+{
+    const int64_t kt = H % 16 ? 2 * H * kv_pad(C) : (H * kv_pad(C) + 1) / 2;
+    return kv_pad(C) + att_qh_floats(H) + kt;
+}
+
 typedef struct dims {
     int64_t E, H, nq, nkv, F, V, max_in, scratch;
 } dims;
@@ -35,9 +46,14 @@ static dims get_dims(const sm_model *m, int32_t n_ctx)
         d.max_in = d.nq;
     if (d.F > d.max_in)
         d.max_in = d.F;
-    /* per thread: 4 dequantized weight rows; attention scores and one V row
-     * over the KV length padded to 32 (llama.cpp's n_kv); q and one K row */
-    d.scratch = 4 * d.max_in + 2 * kv_pad(n_ctx) + 2 * d.H + 16;
+    /* per thread, used by one job at a time: the float products' rows
+     * (mmf_scratch_floats), or attention's scores over the KV length padded
+     * to 32 (llama.cpp's n_kv), the F16-rounded q and one K head transposed
+     * to [H, n_kv] F16 (att_scratch) */
+    int64_t att = att_scratch(d.H, n_ctx);
+    int64_t mm = mmf_scratch_floats(d.max_in);
+    /* a multiple of 16 floats keeps every thread's part 64-byte aligned */
+    d.scratch = ((att > mm ? att : mm) + 31) / 16 * 16;
     return d;
 }
 
@@ -382,65 +398,109 @@ static void job_rope_store(void *arg, int32_t ith, int32_t nth)
     }
 }
 
+/* Fixed cost of one (token, head) pair of attention in units of one KV
+ * cell's work: q rounding, softmax and reduction set-up, the KQV
+ * reductions. Only balances the split between threads. */
+#define ATT_PAIR_COST 16
+
 /* Causal attention of every (token, head) pair over the cache, computed as
  * llama.cpp without flash attention on the reference machine: q rounded to
- * F16, KQ with the F16 mul_mat kernel (tinyBLAS<16> for batches, else
- * vec_dot_f16), ggml's softmax over the padded KV length, probabilities
- * rounded to F16, KQV with the same kernel choice over the padded length. */
+ * F16, KQ with the F16 mul_mat kernel (tinyBLAS<16> for batches when the
+ * head size is a multiple of 16, else vec_dot_f16), ggml's softmax over the
+ * padded KV length, probabilities rounded to F16, KQV with the same kernel
+ * choice over the padded length (ops_kq_t / ops_kq_rows, ops_softmax_ggml,
+ * ops_pv).
+ *
+ * Work items are (kv head g, token t, query head of g) in that order; a
+ * token's items cost its KV length, so the threads get contiguous runs of
+ * equal total cost (the causal triangle would otherwise give the last
+ * thread most of the work). A thread keeps the K head it works on
+ * transposed in its scratch ([H, cells], F16 or as doubles), extended as t
+ * grows, so the batched KQ runs across 16 cells per vector; single tokens
+ * read the K rows in place. */
 static void job_attention(void *arg, int32_t ith, int32_t nth)
 {
     job *j = arg;
     sm_ctx *c = j->c;
     const sm_hparams *hp = &c->m->hp;
     const int64_t H = hp->n_embd_head, nq = H * hp->n_head, nkv = H * hp->n_head_kv;
-    const int64_t C = c->n_ctx;
+    const int64_t C = c->n_ctx, ldk = kv_pad(C);
     const int32_t gqa = hp->n_head / hp->n_head_kv;
-    const int64_t npad = kv_pad(c->n_pos + j->n);
-    const int batched = j->n >= 2;
+    const int64_t n = j->n, pos0 = c->n_pos;
+    const int64_t npad = kv_pad(pos0 + n);
+    const int batched = n >= 2;
+    const int tb16 = batched && H % 16 == 0;
     float *sc = c->scratch + (int64_t)ith * c->scratch_stride;
-    float *vr = sc + kv_pad(C);
-    float *qh = vr + kv_pad(C);
-    float *kr = qh + H;
+    float *qh = sc + kv_pad(C);
+    uint16_t *kt = (uint16_t *)(void *)(qh + att_qh_floats(H));
+    double *kt64 = (double *)(void *)kt;
     const uint16_t *kl = c->k_cache + (uint64_t)j->layer * (uint64_t)nkv * (uint64_t)C;
     const uint16_t *vl = c->v_cache + (uint64_t)j->layer * (uint64_t)nkv * (uint64_t)C;
-    int64_t lo, hi;
-    pool_split((int64_t)j->n * hp->n_head, ith, nth, &lo, &hi);
-    for (int64_t p = lo; p < hi; p++) {
-        int64_t t = p / hp->n_head;
-        int32_t h = (int32_t)(p % hp->n_head);
-        int32_t g = h / gqa;
-        int64_t n_kv = c->n_pos + t + 1;
+
+    /* this thread's share of the total cost: items whose cost prefix
+     * starts in [c_lo, c_hi) */
+    const int64_t per_g = gqa * (n * (pos0 + 1 + ATT_PAIR_COST) + n * (n - 1) / 2);
+    const int64_t total = per_g * hp->n_head_kv;
+    const int64_t c_lo = total * ith / nth, c_hi = total * (ith + 1) / nth;
+    int64_t g = c_lo / per_g, acc = g * per_g;
+    int64_t t = 0, hh = 0;
+    /* skip whole tokens, then single heads, up to c_lo */
+    while (t < n && acc + gqa * (pos0 + t + 1 + ATT_PAIR_COST) <= c_lo) {
+        acc += gqa * (pos0 + t + 1 + ATT_PAIR_COST);
+        t++;
+    }
+    while (t < n && hh < gqa && acc + pos0 + t + 1 + ATT_PAIR_COST <= c_lo) {
+        acc += pos0 + t + 1 + ATT_PAIR_COST;
+        hh++;
+    }
+    /* an item belongs to the thread whose range holds its cost prefix */
+    if (acc < c_lo) {
+        acc += pos0 + t + 1 + ATT_PAIR_COST;
+        if (++hh == gqa) {
+            hh = 0;
+            t++;
+        }
+    }
+    int64_t have = 0, have_g = -1; /* cells of head have_g in kt */
+    while (acc < c_hi && g < hp->n_head_kv) {
+        if (t == n) {
+            t = 0;
+            hh = 0;
+            g++;
+            continue;
+        }
+        const int64_t n_kv = pos0 + t + 1;
+        const int64_t h = g * gqa + hh;
         const float *q = c->q + t * nq + h * H;
         for (int64_t i = 0; i < H; i++)
             qh[i] = ops_f16_table[sm_f32_to_f16(q[i])];
-        for (int64_t s = 0; s < n_kv; s++) {
-            const uint16_t *kp = kl + s * nkv + (int64_t)g * H;
-            if (batched && H % 16 == 0) {
-                sc[s] = ops_dot_tb16_h(kp, qh, H);
-            } else {
-                ops_f16_row(kp, kr, H);
-                sc[s] = ops_dot_vf16(kr, qh, H);
+        if (batched) {
+            if (have_g != g) {
+                have_g = g;
+                have = 0;
             }
+            for (; have < n_kv; have++) {
+                const uint16_t *kr = kl + have * nkv + g * H;
+                if (tb16)
+                    for (int64_t i = 0; i < H; i++)
+                        kt[i * ldk + have] = kr[i];
+                else
+                    for (int64_t i = 0; i < H; i++)
+                        kt64[i * ldk + have] = (double)ops_f16_table[kr[i]];
+            }
+            if (tb16)
+                ops_kq_t(kt, ldk, qh, H, n_kv, 1, sc);
+            else
+                ops_kq_t64(kt64, ldk, qh, H, n_kv, sc);
+        } else {
+            ops_kq_rows(kl + g * H, nkv, qh, H, n_kv, 0, sc);
         }
         ops_softmax_ggml(sc, n_kv, hp->kq_scale);
-        for (int64_t s = n_kv; s < npad; s++)
-            sc[s] = 0.0f;
-        float *out = c->att + t * nq + h * H;
-        /* batches: whole 16-blocks straight from the cache, the last partial
-         * block through vr with zeros (masked cells add exactly nothing, so
-         * stopping there equals llama.cpp's padded length) */
-        const int64_t nfull = batched ? (n_kv & ~(int64_t)15) : 0;
-        const int64_t nblk = batched ? (n_kv + 15) / 16 * 16 : npad;
-        for (int64_t i = 0; i < H; i++) {
-            const uint16_t *vp = vl + ((int64_t)g * H + i) * C;
-            ops_f16_row(vp + nfull, vr + nfull, n_kv - nfull);
-            for (int64_t s = n_kv; s < nblk; s++)
-                vr[s] = 0.0f;
-            if (batched) {
-                out[i] = ops_dot_tb16_hf(vp, vr, sc, nfull, nblk);
-            } else {
-                out[i] = ops_dot_vf16(vr, sc, npad);
-            }
+        ops_pv(vl + g * H * C, C, sc, n_kv, npad, H, batched, c->att + t * nq + h * H);
+        acc += n_kv + ATT_PAIR_COST;
+        if (++hh == gqa) {
+            hh = 0;
+            t++;
         }
     }
 }

@@ -1,5 +1,6 @@
 #include "ops.h"
 
+#include "cpu.h"
 #include "fp16.h"
 #include "quants.h"
 #include "types.h"
@@ -35,6 +36,7 @@ void ops_init(void)
     unsigned int a = 0, b = 0, cx = 0, dx = 0;
     ops_have_f16c = ops_have_avx2 && __get_cpuid(1, &a, &b, &cx, &dx) && (cx & (1u << 29));
 #endif
+    (void)cpu_level(); /* detect once here, single-threaded (cpu.h) */
     done = 1;
 }
 
@@ -544,8 +546,23 @@ float ops_dot_vf32(const float *a, const float *b, int64_t n)
  * p = exp(s*scale - max) in 16-lane vectors (zeros past n: llama.cpp's
  * masked KV padding), each vector reduced and added to a double sum,
  * p *= (float)(1/sum). */
+#if OPS_X86
+static void softmax_512(float *s, int64_t n, float scale);
+static void softmax_avx2(float *s, int64_t n, float scale);
+#endif
+
 void ops_softmax_ggml(float *s, int64_t n, float scale)
 {
+#if OPS_X86
+    if (ops_have_f16c && cpu_level() >= CPU_AVX512) {
+        softmax_512(s, n, scale);
+        return;
+    }
+    if (ops_have_f16c && cpu_level() >= CPU_AVX2) {
+        softmax_avx2(s, n, scale);
+        return;
+    }
+#endif
     float mx = -INFINITY;
     for (int64_t i = 0; i < n; i++) {
         s[i] *= scale;
@@ -686,4 +703,692 @@ void ops_f16_row(const uint16_t *h, float *f, int64_t n)
 #endif
     for (int64_t i = 0; i < n; i++)
         f[i] = ops_f16_table[h[i]];
+}
+
+/* ------------------------------------------------------ attention kernels
+ *
+ * The attention of one query (forward.c) as llama.cpp computes it without
+ * flash attention: KQ scores with the F16 mul_mat kernel, ggml's softmax,
+ * then KQV. The SIMD versions run the same per-cell arithmetic, only
+ * across several KV cells (KQ) or several output dimensions (KQV) at once:
+ * each result keeps its reference order of f32 fma lanes, reduction tree
+ * and double sums. Products of two F16 values are exact in f32, so no
+ * partial sum that starts at +0 can become -0: the zero products of padded
+ * cells change nothing and are skipped. */
+
+#if OPS_X86
+/* the kernels' level: ops_force_portable also turns them off */
+static int attn_level(void) { return ops_have_avx2 ? cpu_level() : CPU_PORTABLE; }
+#endif
+
+/* One KQ score from a row k(i) (i < H) and q, as ops_dot_tb16 (tb16) or
+ * ops_dot_vf16 (else). The portable reference of the kernels below. */
+#define KQ_CELL(KV)                                                                                                 \
+    do {                                                                                                            \
+        if (tb16) {                                                                                                 \
+            float acc[16] = {0};                                                                                    \
+            for (int64_t l = 0; l < H; l += 16)                                                                     \
+                for (int k = 0; k < 16; k++)                                                                        \
+                    acc[k] = fmaf(KV(l + k), q[l + k], acc[k]);                                                     \
+            res = red16(acc);                                                                                       \
+        } else {                                                                                                    \
+            const int64_t np = H & ~(int64_t)63;                                                                    \
+            float s4[4][16] = {{0}};                                                                                \
+            for (int64_t l = 0; l < np; l += 64)                                                                    \
+                for (int jj = 0; jj < 4; jj++)                                                                      \
+                    for (int k = 0; k < 16; k++)                                                                    \
+                        s4[jj][k] = fmaf(KV(l + jj * 16 + k), q[l + jj * 16 + k], s4[jj][k]);                       \
+            double sum = (double)(np ? red4x16(s4) : 0.0f);                                                         \
+            for (int64_t i = np; i < H; i++)                                                                        \
+                sum += (double)(KV(i) * q[i]);                                                                      \
+            res = (float)sum;                                                                                       \
+        }                                                                                                           \
+    } while (0)
+
+static void kq_t_scalar(const uint16_t *kt, int64_t ldk, const float *q, int64_t H, int64_t s0, int64_t n, int tb16,
+                        float *out)
+{
+    for (int64_t s = s0; s < n; s++) {
+        float res;
+#define KT_AT(i) ops_f16_table[kt[(i) * ldk + s]]
+        KQ_CELL(KT_AT);
+#undef KT_AT
+        out[s] = res;
+    }
+}
+
+static void kq_t64_scalar(const double *kt, int64_t ldk, const float *q, int64_t H, int64_t s0, int64_t n, float *out)
+{
+    const int tb16 = 0;
+    for (int64_t s = s0; s < n; s++) {
+        float res;
+#define KT_AT(i) ((float)kt[(i) * ldk + s])
+        KQ_CELL(KT_AT);
+#undef KT_AT
+        out[s] = res;
+    }
+}
+
+static void kq_rows_scalar(const uint16_t *kp, int64_t ldk, const float *q, int64_t H, int64_t n, int tb16,
+                           float *out)
+{
+    for (int64_t s = 0; s < n; s++) {
+        const uint16_t *kr = kp + s * ldk;
+        float res;
+#define KR_AT(i) ops_f16_table[kr[i]]
+        KQ_CELL(KR_AT);
+#undef KR_AT
+        out[s] = res;
+    }
+}
+
+/* KQV reference: row v(s) of one output dimension against p over n cells
+ * (cells past n count as 0), tinyBLAS<16> or ggml_vec_dot_f16 over npad. */
+static float pv_scalar(const uint16_t *v, const float *p, int64_t n, int64_t npad, int tb16)
+{
+    if (tb16) {
+        float acc[16] = {0};
+        for (int64_t s = 0; s < n; s++)
+            acc[s % 16] = fmaf(ops_f16_table[v[s]], p[s], acc[s % 16]);
+        return red16(acc);
+    }
+    const int64_t np = npad & ~(int64_t)63;
+    const int64_t nv = n < np ? n : np;
+    float s4[4][16] = {{0}};
+    for (int64_t s = 0; s < nv; s++)
+        s4[(s % 64) / 16][s % 16] = fmaf(ops_f16_table[v[s]], p[s], s4[(s % 64) / 16][s % 16]);
+    double sum = (double)(np ? red4x16(s4) : 0.0f);
+    for (int64_t s = np; s < n; s++)
+        sum += (double)(ops_f16_table[v[s]] * p[s]);
+    return (float)sum;
+}
+
+#if OPS_X86
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define T_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl")))
+
+/* ---- AVX2: 8 cells per vector */
+
+T_AVX2 static inline __m256 ld8h(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+}
+
+/* red16 of 16 vectors lane by lane (lane = cell): halves, quarters, pairs */
+T_AVX2 static inline __m256 red16_v8(__m256 *a)
+{
+    __m256 t8[8], t4[4];
+    for (int i = 0; i < 8; i++)
+        t8[i] = _mm256_add_ps(a[8 + i], a[i]);
+    for (int i = 0; i < 4; i++)
+        t4[i] = _mm256_add_ps(t8[4 + i], t8[i]);
+    return _mm256_add_ps(_mm256_add_ps(t4[0], t4[2]), _mm256_add_ps(t4[1], t4[3]));
+}
+
+T_AVX2 static void kq_t_avx2(const uint16_t *kt, int64_t ldk, const float *q, int64_t H, int64_t n, int tb16,
+                             float *out)
+{
+    const int64_t n8 = n & ~(int64_t)7;
+    for (int64_t s = 0; s < n8; s += 8) {
+        const uint16_t *c = kt + s;
+        __m256 r;
+        if (tb16) {
+            __m256 a[16];
+            for (int k = 0; k < 16; k++)
+                a[k] = _mm256_setzero_ps();
+            for (int64_t l = 0; l < H; l += 16)
+                for (int k = 0; k < 16; k++)
+                    a[k] = _mm256_fmadd_ps(ld8h(c + (l + k) * ldk), _mm256_set1_ps(q[l + k]), a[k]);
+            r = red16_v8(a);
+        } else {
+            const int64_t np = H & ~(int64_t)63;
+            __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+            if (np) {
+                __m256 v[16];
+                for (int k = 0; k < 16; k++) {
+                    __m256 s4[4];
+                    for (int jj = 0; jj < 4; jj++)
+                        s4[jj] = _mm256_setzero_ps();
+                    for (int64_t l = 0; l < np; l += 64)
+                        for (int jj = 0; jj < 4; jj++)
+                            s4[jj] = _mm256_fmadd_ps(ld8h(c + (l + jj * 16 + k) * ldk),
+                                                     _mm256_set1_ps(q[l + jj * 16 + k]), s4[jj]);
+                    v[k] = _mm256_add_ps(_mm256_add_ps(s4[0], s4[2]), _mm256_add_ps(s4[1], s4[3]));
+                }
+                __m256 f = red16_v8(v);
+                lo = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
+                hi = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+            }
+            for (int64_t i = np; i < H; i++) {
+                __m256 p = _mm256_mul_ps(ld8h(c + i * ldk), _mm256_set1_ps(q[i]));
+                lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
+                hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
+            }
+            r = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
+        }
+        _mm256_storeu_ps(out + s, r);
+    }
+    kq_t_scalar(kt, ldk, q, H, n8, n, tb16, out);
+}
+
+/* ops_dot_vf16 / tb16 of one F16 row against f32 q (the row kernel) */
+T_AVX2 static float kq_row_avx2(const uint16_t *k, const float *q, int64_t H, int tb16)
+{
+    if (tb16) {
+        __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+        for (int64_t l = 0; l < H; l += 16) {
+            lo = _mm256_fmadd_ps(ld8h(k + l), _mm256_loadu_ps(q + l), lo);
+            hi = _mm256_fmadd_ps(ld8h(k + l + 8), _mm256_loadu_ps(q + l + 8), hi);
+        }
+        return hsum256(_mm256_add_ps(lo, hi));
+    }
+    const int64_t np = H & ~(int64_t)63;
+    double sum = 0.0;
+    if (np) {
+        __m256 s[4][2];
+        for (int jj = 0; jj < 4; jj++)
+            s[jj][0] = s[jj][1] = _mm256_setzero_ps();
+        for (int64_t l = 0; l < np; l += 64)
+            for (int jj = 0; jj < 4; jj++)
+                for (int h = 0; h < 2; h++) {
+                    const int64_t o = l + jj * 16 + h * 8;
+                    s[jj][h] = _mm256_fmadd_ps(ld8h(k + o), _mm256_loadu_ps(q + o), s[jj][h]);
+                }
+        __m256 v0 = _mm256_add_ps(_mm256_add_ps(s[0][0], s[2][0]), _mm256_add_ps(s[1][0], s[3][0]));
+        __m256 v1 = _mm256_add_ps(_mm256_add_ps(s[0][1], s[2][1]), _mm256_add_ps(s[1][1], s[3][1]));
+        sum = (double)hsum256(_mm256_add_ps(v0, v1));
+    }
+    for (int64_t i = np; i < H; i++)
+        sum += (double)(ops_f16_table[k[i]] * q[i]);
+    return (float)sum;
+}
+
+/* KQV, one output dimension (row of v) at a time */
+T_AVX2 static void pv_avx2(const uint16_t *v, int64_t ldv, const float *p, int64_t n, int64_t npad, int64_t H,
+                           int tb16, float *out)
+{
+    if (tb16) {
+        const int64_t n16 = n & ~(int64_t)15;
+        for (int64_t i = 0; i < H; i++) {
+            const uint16_t *r = v + i * ldv;
+            __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+            for (int64_t s = 0; s < n16; s += 16) {
+                lo = _mm256_fmadd_ps(ld8h(r + s), _mm256_loadu_ps(p + s), lo);
+                hi = _mm256_fmadd_ps(ld8h(r + s + 8), _mm256_loadu_ps(p + s + 8), hi);
+            }
+            if (n16 == n) {
+                out[i] = hsum256(_mm256_add_ps(lo, hi));
+                continue;
+            }
+            float acc[16];
+            _mm256_storeu_ps(acc, lo);
+            _mm256_storeu_ps(acc + 8, hi);
+            for (int64_t s = n16; s < n; s++)
+                acc[s - n16] = fmaf(ops_f16_table[r[s]], p[s], acc[s - n16]);
+            out[i] = red16(acc);
+        }
+        return;
+    }
+    const int64_t np = npad & ~(int64_t)63;
+    const int64_t nv = n < np ? n : np;
+    const int64_t n64 = nv & ~(int64_t)63;
+    for (int64_t i = 0; i < H; i++) {
+        const uint16_t *r = v + i * ldv;
+        double sum = 0.0;
+        if (np) {
+            __m256 s[4][2];
+            for (int jj = 0; jj < 4; jj++)
+                s[jj][0] = s[jj][1] = _mm256_setzero_ps();
+            for (int64_t l = 0; l < n64; l += 64)
+                for (int jj = 0; jj < 4; jj++)
+                    for (int h = 0; h < 2; h++) {
+                        const int64_t o = l + jj * 16 + h * 8;
+                        s[jj][h] = _mm256_fmadd_ps(ld8h(r + o), _mm256_loadu_ps(p + o), s[jj][h]);
+                    }
+            float s4[4][16];
+            for (int jj = 0; jj < 4; jj++) {
+                _mm256_storeu_ps(s4[jj], s[jj][0]);
+                _mm256_storeu_ps(s4[jj] + 8, s[jj][1]);
+            }
+            for (int64_t e = n64; e < nv; e++)
+                s4[(e % 64) / 16][e % 16] = fmaf(ops_f16_table[r[e]], p[e], s4[(e % 64) / 16][e % 16]);
+            sum = (double)red4x16(s4);
+        }
+        for (int64_t e = np; e < n; e++)
+            sum += (double)(ops_f16_table[r[e]] * p[e]);
+        out[i] = (float)sum;
+    }
+}
+
+/* ---- AVX-512: 16 cells per vector, masked tails */
+
+T_AVX512 static inline __m512 ld16h(const uint16_t *p, __mmask16 m)
+{
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+T_AVX512 static inline __m512 red16_v16(__m512 *a)
+{
+    __m512 t8[8], t4[4];
+    for (int i = 0; i < 8; i++)
+        t8[i] = _mm512_add_ps(a[8 + i], a[i]);
+    for (int i = 0; i < 4; i++)
+        t4[i] = _mm512_add_ps(t8[4 + i], t8[i]);
+    return _mm512_add_ps(_mm512_add_ps(t4[0], t4[2]), _mm512_add_ps(t4[1], t4[3]));
+}
+
+/* red16 of one zmm in gcc's _mm512_reduce_add_ps order */
+T_AVX512 static inline float hsum512(__m512 v)
+{
+    return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
+}
+
+static inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u); }
+
+/* ops_dot_vf16 of 64 cells (four 16-cell blocks, masks m) of a transposed
+ * K head: the 4x16-lane part over H & ~63, then the tail summed in double
+ * in index order. Four blocks give the double sums independent chains. */
+T_AVX512 static void kq_t_512_vf64(const uint16_t *c, int64_t ldk, const float *q, int64_t H, const __mmask16 *m,
+                                   float *out)
+{
+    const int64_t np = H & ~(int64_t)63;
+    __m512d lo[4], hi[4];
+    for (int bk = 0; bk < 4; bk++) {
+        lo[bk] = _mm512_setzero_pd();
+        hi[bk] = _mm512_setzero_pd();
+        if (!np || !m[bk])
+            continue;
+        __m512 v[16];
+        for (int k = 0; k < 16; k++) {
+            __m512 s4[4];
+            for (int jj = 0; jj < 4; jj++)
+                s4[jj] = _mm512_setzero_ps();
+            for (int64_t l = 0; l < np; l += 64)
+                for (int jj = 0; jj < 4; jj++)
+                    s4[jj] = _mm512_fmadd_ps(ld16h(c + (l + jj * 16 + k) * ldk + 16 * bk, m[bk]),
+                                             _mm512_set1_ps(q[l + jj * 16 + k]), s4[jj]);
+            v[k] = _mm512_add_ps(_mm512_add_ps(s4[0], s4[2]), _mm512_add_ps(s4[1], s4[3]));
+        }
+        __m512 f = red16_v16(v);
+        lo[bk] = _mm512_cvtps_pd(_mm512_castps512_ps256(f));
+        hi[bk] = _mm512_cvtps_pd(_mm512_extractf32x8_ps(f, 1));
+    }
+    /* named accumulators: kept in registers (an indexed array was not) */
+    __m512d l0 = lo[0], l1 = lo[1], l2 = lo[2], l3 = lo[3], h0 = hi[0], h1 = hi[1], h2 = hi[2], h3 = hi[3];
+    const __mmask16 m0 = m[0], m1 = m[1], m2 = m[2], m3 = m[3];
+#define KQ_TAIL_STEP(bk, mk, L, Hh)                                                                                \
+    do {                                                                                                           \
+        __m512 p = _mm512_mul_ps(ld16h(c + i * ldk + 16 * (bk), mk), qv);                                          \
+        L = _mm512_add_pd(L, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));                                          \
+        Hh = _mm512_add_pd(Hh, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)));                                     \
+    } while (0)
+    for (int64_t i = np; i < H; i++) {
+        const __m512 qv = _mm512_set1_ps(q[i]);
+        KQ_TAIL_STEP(0, m0, l0, h0);
+        KQ_TAIL_STEP(1, m1, l1, h1);
+        KQ_TAIL_STEP(2, m2, l2, h2);
+        KQ_TAIL_STEP(3, m3, l3, h3);
+    }
+#undef KQ_TAIL_STEP
+    lo[0] = l0, lo[1] = l1, lo[2] = l2, lo[3] = l3;
+    hi[0] = h0, hi[1] = h1, hi[2] = h2, hi[3] = h3;
+    for (int bk = 0; bk < 4; bk++) {
+        __m512 r = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo[bk])), _mm512_cvtpd_ps(hi[bk]), 1);
+        _mm512_mask_storeu_ps(out + 16 * bk, m[bk], r);
+    }
+}
+
+T_AVX512 static void kq_t_512(const uint16_t *kt, int64_t ldk, const float *q, int64_t H, int64_t n, int tb16,
+                              float *out)
+{
+    if (!tb16) {
+        for (int64_t s = 0; s < n; s += 64) {
+            __mmask16 m[4];
+            for (int bk = 0; bk < 4; bk++)
+                m[bk] = s + 16 * bk < n ? tail_mask(n - s - 16 * bk) : 0;
+            kq_t_512_vf64(kt + s, ldk, q, H, m, out + s);
+        }
+        return;
+    }
+    for (int64_t s = 0; s < n; s += 16) {
+        const __mmask16 m = tail_mask(n - s);
+        const uint16_t *c = kt + s;
+        __m512 a[16];
+        for (int k = 0; k < 16; k++)
+            a[k] = _mm512_setzero_ps();
+        for (int64_t l = 0; l < H; l += 16)
+            for (int k = 0; k < 16; k++)
+                a[k] = _mm512_fmadd_ps(ld16h(c + (l + k) * ldk, m), _mm512_set1_ps(q[l + k]), a[k]);
+        _mm512_mask_storeu_ps(out + s, m, red16_v16(a));
+    }
+}
+
+T_AVX512 static void pv_512(const uint16_t *v, int64_t ldv, const float *p, int64_t n, int64_t npad, int64_t H,
+                            int tb16, float *out)
+{
+    if (tb16) {
+        /* four output dimensions at a time: independent fma chains */
+        int64_t i = 0;
+        for (; i + 4 <= H; i += 4) {
+            const uint16_t *r = v + i * ldv;
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
+                   a3 = _mm512_setzero_ps();
+            for (int64_t s = 0; s < n; s += 16) {
+                const __mmask16 m = tail_mask(n - s);
+                const __m512 pv = _mm512_maskz_loadu_ps(m, p + s);
+                a0 = _mm512_fmadd_ps(ld16h(r + s, m), pv, a0);
+                a1 = _mm512_fmadd_ps(ld16h(r + ldv + s, m), pv, a1);
+                a2 = _mm512_fmadd_ps(ld16h(r + 2 * ldv + s, m), pv, a2);
+                a3 = _mm512_fmadd_ps(ld16h(r + 3 * ldv + s, m), pv, a3);
+            }
+            out[i] = hsum512(a0);
+            out[i + 1] = hsum512(a1);
+            out[i + 2] = hsum512(a2);
+            out[i + 3] = hsum512(a3);
+        }
+        for (; i < H; i++) {
+            const uint16_t *r = v + i * ldv;
+            __m512 a0 = _mm512_setzero_ps();
+            for (int64_t s = 0; s < n; s += 16) {
+                const __mmask16 m = tail_mask(n - s);
+                a0 = _mm512_fmadd_ps(ld16h(r + s, m), _mm512_maskz_loadu_ps(m, p + s), a0);
+            }
+            out[i] = hsum512(a0);
+        }
+        return;
+    }
+    const int64_t np = npad & ~(int64_t)63;
+    const int64_t nv = n < np ? n : np;
+    for (int64_t i = 0; i < H; i++) {
+        const uint16_t *r = v + i * ldv;
+        double sum = 0.0;
+        if (np) {
+            __m512 s4[4];
+            for (int jj = 0; jj < 4; jj++)
+                s4[jj] = _mm512_setzero_ps();
+            for (int64_t l = 0; l < nv; l += 64)
+                for (int jj = 0; jj < 4; jj++) {
+                    const int64_t o = l + jj * 16;
+                    const __mmask16 m = o < nv ? tail_mask(nv - o) : 0;
+                    s4[jj] = _mm512_fmadd_ps(ld16h(r + o, m), _mm512_maskz_loadu_ps(m, p + o), s4[jj]);
+                }
+            sum = (double)hsum512(_mm512_add_ps(_mm512_add_ps(s4[0], s4[2]), _mm512_add_ps(s4[1], s4[3])));
+        }
+        for (int64_t e = np; e < n; e++)
+            sum += (double)(ops_f16_table[r[e]] * p[e]);
+        out[i] = (float)sum;
+    }
+}
+
+/* ggml_v_expf on 16 lanes as ggml's AVX-512 build computes it (the bits of
+ * ops_expf_ggml: _mm512_scalef_ps rounds like ldexpf) */
+T_AVX512 static inline __m512 expf16_512(__m512 x)
+{
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __mmask16 d = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192.0f), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+    const __m512 res = _mm512_scalef_ps(j, n);
+    if (!d)
+        return res;
+    const __mmask16 neg = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ);
+    const __m512 alt = _mm512_mask_blend_ps(neg, _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(d, res, alt);
+}
+
+/* red16 of four blocks at once (lanes 0, 4, 8, 12 of the result), the
+ * order of hsum512 on each: halves, quarters, then (t0+t2) + (t1+t3). */
+T_AVX512 static inline __m512 red16_x4(__m512 e0, __m512 e1, __m512 e2, __m512 e3)
+{
+    const __m512 t01 = _mm512_add_ps(_mm512_shuffle_f32x4(e0, e1, 0x44), _mm512_shuffle_f32x4(e0, e1, 0xEE));
+    const __m512 t23 = _mm512_add_ps(_mm512_shuffle_f32x4(e2, e3, 0x44), _mm512_shuffle_f32x4(e2, e3, 0xEE));
+    const __m512 u = _mm512_add_ps(_mm512_shuffle_f32x4(t01, t23, 0x88), _mm512_shuffle_f32x4(t01, t23, 0xDD));
+    const __m512 v = _mm512_add_ps(u, _mm512_permute_ps(u, 0x4E));
+    return _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1));
+}
+
+T_AVX512 static void softmax_512(float *s, int64_t n, float scale)
+{
+    const __m512 sv = _mm512_set1_ps(scale);
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    for (int64_t b = 0; b < n; b += 16) {
+        const __mmask16 m = tail_mask(n - b);
+        __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + b), sv);
+        _mm512_mask_storeu_ps(s + b, m, x);
+        /* x > max ? x : max, per lane (a NaN never wins, as in the scalar loop) */
+        mv = _mm512_mask_max_ps(mv, m, x, mv);
+    }
+    /* the lanes' maxima in any order: only the sign of a zero maximum can
+     * differ, and exp(s - (+0)) == exp(s - (-0)) */
+    const float mx = _mm512_reduce_max_ps(mv);
+    const __m512 mxv = _mm512_set1_ps(mx);
+    double sum = 0.0;
+    /* 64 cells a step; the per-block sums are added in block order */
+    for (int64_t b = 0; b < n; b += 64) {
+        __m512 e[4];
+        for (int k = 0; k < 4; k++) {
+            const __mmask16 m = b + 16 * k < n ? tail_mask(n - b - 16 * k) : 0;
+            e[k] = _mm512_maskz_mov_ps(m, expf16_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + b + 16 * k), mxv)));
+            _mm512_mask_storeu_ps(s + b + 16 * k, m, e[k]);
+        }
+        float r[16];
+        _mm512_storeu_ps(r, red16_x4(e[0], e[1], e[2], e[3]));
+        /* blocks past n are all zeros: adding +0 to the (positive) sum
+         * changes nothing */
+        sum += (double)r[0];
+        sum += (double)r[4];
+        sum += (double)r[8];
+        sum += (double)r[12];
+    }
+    const __m512 iv = _mm512_set1_ps((float)(1.0 / sum));
+    for (int64_t b = 0; b < n; b += 16) {
+        const __mmask16 m = tail_mask(n - b);
+        __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + b), iv);
+        x = _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm512_mask_storeu_ps(s + b, m, x);
+    }
+}
+
+T_AVX2 static void softmax_avx2(float *s, int64_t n, float scale)
+{
+    const __m256 sv = _mm256_set1_ps(scale);
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    const int64_t n8 = n & ~(int64_t)7;
+    for (int64_t i = 0; i < n8; i += 8) {
+        __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + i), sv);
+        _mm256_storeu_ps(s + i, x);
+        mv = _mm256_max_ps(x, mv);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, mv);
+    float mx = -INFINITY;
+    for (int k = 0; k < 8; k++)
+        mx = lanes[k] > mx ? lanes[k] : mx;
+    for (int64_t i = n8; i < n; i++) {
+        s[i] *= scale;
+        mx = s[i] > mx ? s[i] : mx;
+    }
+    double sum = 0.0;
+    for (int64_t b = 0; b < n; b += 16) {
+        float e[16];
+        if (n - b >= 16) {
+            exp16_avx2(s + b, mx, e);
+            memcpy(s + b, e, sizeof e);
+        } else {
+            /* the last partial block: zeros past n (masked cells) */
+            const int64_t m = n - b;
+            float t[16];
+            for (int k = 0; k < 16; k++)
+                t[k] = k < m ? s[b + k] : mx;
+            exp16_avx2(t, mx, e);
+            for (int k = 0; k < 16; k++)
+                e[k] = k < m ? e[k] : 0.0f;
+            memcpy(s + b, e, (size_t)m * sizeof(float));
+        }
+        sum += (double)red16(e);
+    }
+    scale_round_f16c(s, (float)(1.0 / sum), n);
+}
+
+/* ---- KQ over a transposed K head held as doubles (the vec_dot_f16 case).
+ * A product of two F16 values is exact in f32 and in double, so
+ * fma(k, q, sum) in double adds exactly the f32 product the reference
+ * converts: one fma per cell and dimension instead of a convert chain. */
+
+/* the 4x16-lane f32 part of one 16-cell block (H >= 64: rare head sizes
+ * that are not multiples of 16) */
+T_AVX512 static __m512 kq_t64_512_vec64(const double *c, int64_t ldk, const float *q, int64_t np, __mmask16 m)
+{
+    __m512 v[16];
+    for (int k = 0; k < 16; k++) {
+        __m512 s4[4];
+        for (int jj = 0; jj < 4; jj++)
+            s4[jj] = _mm512_setzero_ps();
+        for (int64_t l = 0; l < np; l += 64)
+            for (int jj = 0; jj < 4; jj++) {
+                const double *r = c + (l + jj * 16 + k) * ldk;
+                __m512 kv = _mm512_insertf32x8(
+                    _mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_maskz_loadu_pd((__mmask8)m, r))),
+                    _mm512_cvtpd_ps(_mm512_maskz_loadu_pd((__mmask8)(m >> 8), r + 8)), 1);
+                s4[jj] = _mm512_fmadd_ps(kv, _mm512_set1_ps(q[l + jj * 16 + k]), s4[jj]);
+            }
+        v[k] = _mm512_add_ps(_mm512_add_ps(s4[0], s4[2]), _mm512_add_ps(s4[1], s4[3]));
+    }
+    return red16_v16(v);
+}
+
+T_AVX512 static void kq_t64_512(const double *kt, int64_t ldk, const float *q, int64_t H, int64_t n, float *out)
+{
+    const int64_t np = H & ~(int64_t)63;
+    for (int64_t s = 0; s < n; s += 32) {
+        /* 32 cells: four 8-lane double chains */
+        const __mmask16 ma = tail_mask(n - s), mb = s + 16 < n ? tail_mask(n - s - 16) : 0;
+        const __mmask8 m0 = (__mmask8)ma, m1 = (__mmask8)(ma >> 8), m2 = (__mmask8)mb, m3 = (__mmask8)(mb >> 8);
+        const double *c = kt + s;
+        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd(),
+                a3 = _mm512_setzero_pd();
+        if (np) {
+            __m512 fa = kq_t64_512_vec64(c, ldk, q, np, ma);
+            a0 = _mm512_cvtps_pd(_mm512_castps512_ps256(fa));
+            a1 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(fa, 1));
+            if (mb) {
+                __m512 fb = kq_t64_512_vec64(c + 16, ldk, q, np, mb);
+                a2 = _mm512_cvtps_pd(_mm512_castps512_ps256(fb));
+                a3 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(fb, 1));
+            }
+        }
+        for (int64_t i = np; i < H; i++) {
+            const double *r = c + i * ldk;
+            const __m512d qv = _mm512_set1_pd((double)q[i]);
+            a0 = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(m0, r), qv, a0);
+            a1 = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(m1, r + 8), qv, a1);
+            a2 = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(m2, r + 16), qv, a2);
+            a3 = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(m3, r + 24), qv, a3);
+        }
+        _mm512_mask_storeu_ps(out + s, ma,
+                              _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(a0)), _mm512_cvtpd_ps(a1), 1));
+        if (mb)
+            _mm512_mask_storeu_ps(out + s + 16, mb,
+                                  _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(a2)),
+                                                     _mm512_cvtpd_ps(a3), 1));
+    }
+}
+
+T_AVX2 static void kq_t64_avx2(const double *kt, int64_t ldk, const float *q, int64_t H, int64_t n, float *out)
+{
+    const int64_t np = H & ~(int64_t)63;
+    if (np) {
+        /* rare head sizes: the portable code (same bits) */
+        kq_t64_scalar(kt, ldk, q, H, 0, n, out);
+        return;
+    }
+    const int64_t n16 = n & ~(int64_t)15;
+    for (int64_t s = 0; s < n16; s += 16) {
+        const double *c = kt + s;
+        __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), a2 = _mm256_setzero_pd(),
+                a3 = _mm256_setzero_pd();
+        for (int64_t i = 0; i < H; i++) {
+            const double *r = c + i * ldk;
+            const __m256d qv = _mm256_set1_pd((double)q[i]);
+            a0 = _mm256_fmadd_pd(_mm256_loadu_pd(r), qv, a0);
+            a1 = _mm256_fmadd_pd(_mm256_loadu_pd(r + 4), qv, a1);
+            a2 = _mm256_fmadd_pd(_mm256_loadu_pd(r + 8), qv, a2);
+            a3 = _mm256_fmadd_pd(_mm256_loadu_pd(r + 12), qv, a3);
+        }
+        _mm_storeu_ps(out + s, _mm256_cvtpd_ps(a0));
+        _mm_storeu_ps(out + s + 4, _mm256_cvtpd_ps(a1));
+        _mm_storeu_ps(out + s + 8, _mm256_cvtpd_ps(a2));
+        _mm_storeu_ps(out + s + 12, _mm256_cvtpd_ps(a3));
+    }
+    kq_t64_scalar(kt, ldk, q, H, n16, n, out);
+}
+#endif
+
+void ops_kq_t64(const double *kt, int64_t ldk, const float *q, int64_t H, int64_t n, float *out)
+{
+#if OPS_X86
+    const int lv = attn_level();
+    if (lv >= CPU_AVX512) {
+        kq_t64_512(kt, ldk, q, H, n, out);
+        return;
+    }
+    if (lv >= CPU_AVX2) {
+        kq_t64_avx2(kt, ldk, q, H, n, out);
+        return;
+    }
+#endif
+    kq_t64_scalar(kt, ldk, q, H, 0, n, out);
+}
+
+void ops_kq_t(const uint16_t *kt, int64_t ldk, const float *q, int64_t H, int64_t n, int tb16, float *out)
+{
+#if OPS_X86
+    const int lv = attn_level();
+    if (lv >= CPU_AVX512) {
+        kq_t_512(kt, ldk, q, H, n, tb16, out);
+        return;
+    }
+    if (lv >= CPU_AVX2) {
+        kq_t_avx2(kt, ldk, q, H, n, tb16, out);
+        return;
+    }
+#endif
+    kq_t_scalar(kt, ldk, q, H, 0, n, tb16, out);
+}
+
+void ops_kq_rows(const uint16_t *k, int64_t ldk, const float *q, int64_t H, int64_t n, int tb16, float *out)
+{
+#if OPS_X86
+    if (attn_level() >= CPU_AVX2) {
+        for (int64_t s = 0; s < n; s++)
+            out[s] = kq_row_avx2(k + s * ldk, q, H, tb16);
+        return;
+    }
+#endif
+    kq_rows_scalar(k, ldk, q, H, n, tb16, out);
+}
+
+void ops_pv(const uint16_t *v, int64_t ldv, const float *p, int64_t n, int64_t npad, int64_t H, int tb16,
+            float *out)
+{
+#if OPS_X86
+    const int lv = attn_level();
+    if (lv >= CPU_AVX512) {
+        pv_512(v, ldv, p, n, npad, H, tb16, out);
+        return;
+    }
+    if (lv >= CPU_AVX2) {
+        pv_avx2(v, ldv, p, n, npad, H, tb16, out);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < H; i++)
+        out[i] = pv_scalar(v + i * ldv, p, n, npad, tb16);
 }

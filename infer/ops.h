@@ -94,4 +94,28 @@ void ops_force_portable(int on);
 /* 1 when the AVX2/FMA kernels are in use. */
 int ops_fast_path(void);
 
+/* ---- attention of one query (forward.c), llama.cpp's non-flash path.
+ * Each has AVX-512 and AVX2 kernels giving the portable result's bits
+ * (ops_force_portable / cpu_force_level select them in tests). */
+
+/* KQ scores of one query q[H] (values already rounded to F16) against n KV
+ * cells whose K rows are stored transposed as F16: element i of cell s at
+ * kt[i*ldk + s]. out[s] (s < n) = ops_dot_tb16(row s, q, H) when tb16 (the
+ * batched tinyBLAS path; H a multiple of 16), else ops_dot_vf16(row s, q, H). */
+void ops_kq_t(const uint16_t *kt, int64_t ldk, const float *q, int64_t H, int64_t n, int tb16, float *out);
+/* ops_kq_t's vec_dot_f16 case (tb16 = 0) with the transposed K held as
+ * doubles (the exact values of F16 cells): same bits, much less work per
+ * cell, as a product of two F16 values is exact in f32 and double alike.
+ * q must hold F16 values (this is what makes the shortcut exact). */
+void ops_kq_t64(const double *kt, int64_t ldk, const float *q, int64_t H, int64_t n, float *out);
+/* The same with the K rows stored as rows: cell s at k + s*ldk (H elements). */
+void ops_kq_rows(const uint16_t *k, int64_t ldk, const float *q, int64_t H, int64_t n, int tb16, float *out);
+/* KQV of one query: out[i] (i < H) = dot of V row i (F16, v + i*ldv, one
+ * element per cell) with the probabilities p[n], cells past n counting as
+ * 0 (llama.cpp's masked padding): tb16 -> tinyBLAS<16> (ops_dot_tb16_hf over
+ * n rounded up to 16), else ops_dot_vf16 over npad cells (npad >= n; the
+ * padded length decides which cells fall in the double-summed tail). */
+void ops_pv(const uint16_t *v, int64_t ldv, const float *p, int64_t n, int64_t npad, int64_t H, int tb16,
+            float *out);
+
 #endif

@@ -1,8 +1,13 @@
 /* threads.h — a small fixed pthread pool for the forward pass.
  *
  * pool_run() runs fn(arg, ith, nth) on every thread (the caller is thread 0)
- * and returns when all are done. Workers sleep on a condition variable between
- * runs; nothing is allocated per run, so a decode step costs no malloc. */
+ * and returns when all are done. Between runs the workers (and the caller,
+ * waiting for them) poll an atomic generation counter for a short while (a
+ * run then costs about a microsecond of synchronisation), then sleep on a
+ * condition variable; a thread whose polls keep timing out (more threads
+ * than free cores) skips polling for a growing number of waits. Nothing is
+ * allocated per run, so a decode step costs no malloc. One caller at a
+ * time; fn must not call pool_run on the same pool. */
 #ifndef SMELT_INFER_THREADS_H
 #define SMELT_INFER_THREADS_H
 

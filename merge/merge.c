@@ -10,11 +10,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -426,14 +428,18 @@ static int check_shape(const lora_adapter *ad, const lora_module *m, int64_t row
 #define MERGE_SIG_FILES 1024
 static char *volatile sig_files[MERGE_SIG_FILES];
 static char *volatile sig_dir;
-static struct sigaction sig_prev[3];
-static const int sig_nums[3] = {SIGINT, SIGTERM, SIGHUP};
+/* SIGBUS: a base shard truncated while mapped faults on the lost pages;
+ * fileio's handler then removes its open temp file, and this one the
+ * directory (tests/test_faults_io.c, hf_base_truncated_while_mapped). */
+#define MERGE_N_SIGS 4
+static struct sigaction sig_prev[MERGE_N_SIGS];
+static const int sig_nums[MERGE_N_SIGS] = {SIGINT, SIGTERM, SIGHUP, SIGBUS};
 
 static void merge_signal_handler(int sig)
 {
     /* fileio's handler first: it unlinks open temp files and re-raises with
      * the default action, which stays pending until we return. */
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < MERGE_N_SIGS; i++)
         if (sig_nums[i] == sig && sig_prev[i].sa_handler != SIG_DFL && sig_prev[i].sa_handler != SIG_IGN &&
             !(sig_prev[i].sa_flags & SA_SIGINFO))
             sig_prev[i].sa_handler(sig);
@@ -458,7 +464,7 @@ void merge_install_signal_cleanup(void)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = merge_signal_handler;
     sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < MERGE_N_SIGS; i++)
         sigaction(sig_nums[i], &sa, &sig_prev[i]);
 }
 
@@ -1036,15 +1042,40 @@ static int merge_hf(const merge_opts *o, merge_report *rep, sm_err *err)
         d = NULL;
     }
     if (rename(tmpdir, o->out) != 0) {
-        /* --force over a non-empty directory: move the old one aside first,
-         * so the destination is always either the old or the new tree */
-        char old[4200];
-        snprintf(old, sizeof old, "%s.old-%ld", o->out, (long)getpid());
-        if (!o->force || errno != ENOTEMPTY || rename(o->out, old) != 0 || rename(tmpdir, o->out) != 0) {
-            rc = sm_err_set(err, SM_EIO, "%s: cannot rename %s into place: %s", o->out, tmpdir, strerror(errno));
+        /* --force over a non-empty directory. rename() cannot replace one,
+         * so Linux's renameat2(RENAME_EXCHANGE) swaps the two trees in one
+         * step: the destination is always the complete old or the complete
+         * new tree, and the old one ends up at tmpdir, removed below. Where
+         * the file system lacks the exchange (EINVAL: NFS, some FUSE; ENOSYS:
+         * kernels before 3.15) the old tree is moved aside first, leaving a
+         * moment in which the destination does not exist, and is moved back
+         * if the second rename fails. */
+        int e = errno;
+        if (!o->force || (e != ENOTEMPTY && e != EEXIST)) {
+            rc = sm_err_set(err, SM_EIO, "%s: cannot rename %s into place: %s", o->out, tmpdir, strerror(e));
             goto cleanup;
         }
-        remove_tree_files(old);
+        if (renameat2(AT_FDCWD, tmpdir, AT_FDCWD, o->out, RENAME_EXCHANGE) != 0) {
+            e = errno;
+            char old[4200];
+            snprintf(old, sizeof old, "%s.old-%ld", o->out, (long)getpid());
+            if ((e != EINVAL && e != ENOSYS) || rename(o->out, old) != 0) {
+                rc = sm_err_set(err, SM_EIO, "%s: cannot rename %s into place: %s", o->out, tmpdir,
+                                strerror(e != EINVAL && e != ENOSYS ? e : errno));
+                goto cleanup;
+            }
+            if (rename(tmpdir, o->out) != 0) {
+                e = errno;
+                rename(old, o->out);
+                rc = sm_err_set(err, SM_EIO, "%s: cannot rename %s into place: %s", o->out, tmpdir, strerror(e));
+                goto cleanup;
+            }
+            remove_tree_files(old);
+        } else {
+            /* tmpdir now names the old tree; the signal handler's list
+             * names files in it, which are to go anyway */
+            remove_tree_files(tmpdir);
+        }
     }
     free(tmpdir);
     tmpdir = NULL;

@@ -467,3 +467,122 @@ Test(convert, cli_refuses_existing_output_and_reports_errors)
     ts_rmtree(dir);
     free(dir);
 }
+
+/* cv_config_kv (the config.json half on a buffer) writes exactly the KVs a
+ * vocab-only conversion writes before its tokenizer.* keys. */
+Test(convert, config_kv_matches_vocab_only_conversion)
+{
+    static const char *const models[] = {"models/stories260K", "models/tinystories-3m", "models/qwen2-tiny"};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        char *dir = ts_tmpdir();
+        char a[1200], b[1200], mdir[1024], cfgp[1100];
+        snprintf(a, sizeof a, "%s/file.gguf", dir);
+        snprintf(b, sizeof b, "%s/mem.gguf", dir);
+        snprintf(mdir, sizeof mdir, "%s", ts_path(models[i]));
+        cv_opts o = {0};
+        o.model_dir = mdir;
+        o.outfile = a;
+        o.outtype = CV_OUT_F16;
+        o.vocab_only = 1;
+        cv_summary sum;
+        sm_err err = {0};
+        cr_assert_eq(cv_convert(&o, &sum, &err), 0, "%s: %s", models[i], err.msg);
+
+        snprintf(cfgp, sizeof cfgp, "%s/config.json", mdir);
+        size_t len;
+        char *text = (char *)ts_read(cfgp, &len);
+        cr_assert_not_null(text);
+        gguf_writer *w = gguf_writer_init();
+        cv_config_info ci;
+        cr_assert_eq(cv_config_kv(w, text, len, cfgp, strrchr(mdir, '/') + 1, CV_OUT_F16, 1, &ci, &err), 0, "%s: %s",
+                     models[i], err.msg);
+        cr_assert_str_eq(ci.arch, sum.arch);
+        cr_assert_gt(ci.vocab_size, 0);
+        cr_assert_eq(gguf_writer_begin(w, b, &err), 0, "%s", err.msg);
+        cr_assert_eq(gguf_writer_finish(w, &err), 0, "%s", err.msg);
+        gguf_writer_free(w);
+        free(text);
+
+        gguf_file fa, fb;
+        cr_assert_eq(gguf_open(&fa, a, &err), 0, "%s", err.msg);
+        cr_assert_eq(gguf_open(&fb, b, &err), 0, "%s", err.msg);
+        cr_assert_gt(fb.n_kv, 8, "%s", models[i]);
+        cr_assert_lt(fb.n_kv, fa.n_kv);
+        for (uint64_t k = 0; k < fb.n_kv; k++) {
+            const gguf_kv *x = &fa.kv[k], *y = &fb.kv[k];
+            cr_assert(x->key.len == y->key.len && memcmp(x->key.ptr, y->key.ptr, x->key.len) == 0 &&
+                          x->type == y->type && x->raw_len == y->raw_len && memcmp(x->raw, y->raw, x->raw_len) == 0,
+                      "%s: KV %llu (%.*s) differs", models[i], (unsigned long long)k, (int)y->key.len, y->key.ptr);
+        }
+        /* the next key of the conversion is the vocabulary's */
+        cr_assert(fa.kv[fb.n_kv].key.len > 10 && memcmp(fa.kv[fb.n_kv].key.ptr, "tokenizer.", 10) == 0);
+        gguf_close(&fa);
+        gguf_close(&fb);
+        ts_rmtree(dir);
+        free(dir);
+    }
+}
+
+/* Malformed config.json text: cv_config_kv fails as cv_convert does on the
+ * same bytes in a file (same code and message, path aside). */
+Test(convert, config_kv_malformed_like_convert)
+{
+    static const struct {
+        const char *text;
+        int code;
+        const char *needle;
+    } bad[] = {
+        {"{\"architectures\": [\"LlamaForCausalLM\"", SM_EFORMAT, "invalid JSON"},
+        {"[1,2]", SM_EFORMAT, "not a JSON object"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"hidden_size\":32}", SM_EFORMAT, "duplicate"},
+        {"{\"architectures\":[\"GPTNeoXForCausalLM\"],\"num_hidden_layers\":5}", SM_EUNSUPP, "Qwen2ForCausalLM"},
+        {"{\"num_hidden_layers\":5}", SM_EMISSING, "architectures"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"num_attention_heads\":8}", SM_EMISSING,
+         "num_hidden_layers"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"num_hidden_layers\":5,\"hidden_size\":64,"
+         "\"num_attention_heads\":\"8\"}",
+         SM_EFORMAT, "num_attention_heads"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"num_hidden_layers\":-5,\"hidden_size\":64,"
+         "\"num_attention_heads\":8}",
+         SM_EFORMAT, "num_hidden_layers"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"num_hidden_layers\":5,\"hidden_size\":64,"
+         "\"num_attention_heads\":0}",
+         SM_EFORMAT, "is 0"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"num_hidden_layers\":5,\"hidden_size\":64,"
+         "\"num_attention_heads\":8}",
+         SM_EMISSING, "vocab_size"},
+        {"{\"architectures\":[\"Qwen2ForCausalLM\"],\"num_hidden_layers\":5,\"hidden_size\":64,"
+         "\"num_attention_heads\":8,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4}}",
+         SM_EMISSING, "original_max_position_embeddings"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"num_hidden_layers\":5,\"hidden_size\":64,"
+         "\"num_attention_heads\":8,\"vocab_size\":512,\"rms_norm_eps\":\"x\"}",
+         SM_EFORMAT, "rms_norm_eps"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        gguf_writer *w = gguf_writer_init();
+        cv_config_info ci;
+        sm_err e1 = {0}, e2 = {0};
+        int rc = cv_config_kv(w, bad[i].text, strlen(bad[i].text), "config.json", "m", CV_OUT_F16, 1, &ci, &e1);
+        gguf_writer_free(w);
+        cr_assert_eq(rc, bad[i].code, "case %zu: %d %s", i, rc, e1.msg);
+        cr_assert(strstr(e1.msg, bad[i].needle), "case %zu: %s", i, e1.msg);
+        /* the same bytes through cv_convert (vocab-only) */
+        char *root;
+        char *m = make_model(&root);
+        put(m, "config.json", bad[i].text);
+        char out[1300];
+        snprintf(out, sizeof out, "%s/out.gguf", root);
+        cv_opts o = {0};
+        o.model_dir = m;
+        o.outfile = out;
+        o.outtype = CV_OUT_F16;
+        o.vocab_only = 1;
+        cv_summary sum;
+        cr_assert_eq(cv_convert(&o, &sum, &e2), rc, "case %zu: %s", i, e2.msg);
+        const char *t1 = strstr(e1.msg, "config.json"), *t2 = strstr(e2.msg, "config.json");
+        cr_assert(t1 && t2 && strcmp(t1, t2) == 0, "case %zu: '%s' vs '%s'", i, e1.msg, e2.msg);
+        ts_rmtree(root);
+        free(root);
+        free(m);
+    }
+}

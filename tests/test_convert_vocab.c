@@ -934,3 +934,108 @@ Test(convert_vocab, bpe_config_added_tokens_override_flags)
     ts_rmtree(d);
     free(d);
 }
+
+/* ------------------------------------------------------------ in-memory entry */
+
+/* cv_vocab_add_kv_mem with dir's tokenizer.model (parsed here),
+ * tokenizer_config.json and config.json given as buffers (tc/cfg override
+ * the files when non-NULL); tokenizer.json etc. still come from dir. */
+static int build_vocab_mem(const char *dir, const char *arch, uint32_t vocab_size, const char *tc, const char *cfg,
+                           const char *out, cv_vocab_info *info, sm_err *err)
+{
+    char p[1200];
+    size_t ml = 0, tl = 0, cl = 0;
+    snprintf(p, sizeof p, "%s/tokenizer.model", dir);
+    uint8_t *model = ts_exists(p) ? ts_read(p, &ml) : NULL;
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    char *tc_own = tc ? NULL : ts_exists(p) ? (char *)ts_read(p, &tl) : NULL;
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    char *cfg_own = cfg ? NULL : ts_exists(p) ? (char *)ts_read(p, &cl) : NULL;
+    cv_spm_model spm;
+    memset(&spm, 0, sizeof spm);
+    if (model)
+        cr_assert_eq(cv_spm_parse(&spm, model, ml, "tokenizer.model", err), 0, "%s", err->msg);
+    gguf_writer *w = gguf_writer_init();
+    cr_assert_not_null(w);
+    cv_vocab_opts o = {NULL, vocab_size, arch};
+    int rc = cv_vocab_add_kv_mem(w, dir, model ? &spm : NULL, tc ? tc : tc_own, tc ? strlen(tc) : tl,
+                                 cfg ? cfg : cfg_own, cfg ? strlen(cfg) : cl, &o, info, err);
+    if (rc == 0 && out) {
+        rc = gguf_writer_begin(w, out, err);
+        if (rc == 0)
+            rc = gguf_writer_finish(w, err);
+        else
+            gguf_writer_abort(w);
+    }
+    gguf_writer_free(w);
+    cv_spm_free(&spm);
+    free(model);
+    free(tc_own);
+    free(cfg_own);
+    return rc;
+}
+
+/* The in-memory entry writes the same KVs as the directory one. */
+Test(convert_vocab, mem_entry_matches_files)
+{
+    static const char *const models[][2] = {
+        {"models/stories260K", "llama"}, {"models/tinystories-3m", "llama"}, {"models/qwen2-tiny", "qwen2"}};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        char dir[1024], a[1200], b[1200];
+        snprintf(dir, sizeof dir, "%s", ts_path(models[i][0]));
+        char *tmp = ts_tmpdir();
+        snprintf(a, sizeof a, "%s/file.gguf", tmp);
+        snprintf(b, sizeof b, "%s/mem.gguf", tmp);
+        sm_err err = {0};
+        cv_vocab_info fi, mi;
+        uint32_t vs = config_vocab_size(dir);
+        cr_assert_eq(build_vocab(dir, models[i][1], NULL, vs, a, &fi, &err), 0, "%s: %s", models[i][0], err.msg);
+        cr_assert_eq(build_vocab_mem(dir, models[i][1], vs, NULL, NULL, b, &mi, &err), 0, "%s: %s", models[i][0],
+                     err.msg);
+        compare_tokenizer_kvs(b, a);
+        cr_assert_eq(mi.n_kv, fi.n_kv, "%s", models[i][0]);
+        cr_assert_eq(mi.n_tokens, fi.n_tokens, "%s", models[i][0]);
+        cr_assert_str_eq(mi.pre, fi.pre, "%s", models[i][0]);
+        ts_rmtree(tmp);
+        free(tmp);
+    }
+}
+
+/* Malformed tokenizer_config.json / config.json text: the same code and
+ * message as the same bytes in the file. */
+Test(convert_vocab, mem_entry_malformed_like_files)
+{
+    static const struct {
+        const char *tc, *cfg;
+        int code;
+        const char *msg;
+    } bad[] = {
+        {"{\"bos_token\": ", NULL, SM_EFORMAT, "tokenizer_config.json: line 1"},
+        {"[1, 2]", NULL, SM_EFORMAT, "top level is not a JSON object"},
+        {"{\"added_tokens_decoder\": 3}", NULL, SM_ETYPE, "added_tokens_decoder: expected an object"},
+        {"{\"added_tokens_decoder\": {\"x\": {\"content\": \"a\"}}}", NULL, SM_EFORMAT, "is not a token id"},
+        {"{\"added_tokens_decoder\": {\"9999\": {\"content\": \"a\"}}}", NULL, SM_ERANGE, "not below vocab size"},
+        {"{\"chat_template\": 5}", NULL, SM_ETYPE, "chat_template"},
+        {"{}", "{\"vocab_size\": ", SM_EFORMAT, "config.json: line 1"},
+        {"{}", "[\"text\"]", SM_EFORMAT, "config.json: top level is not a JSON object"},
+    };
+    char src[1024];
+    snprintf(src, sizeof src, "%s", ts_path("models/stories260K"));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sm_err e1 = {0}, e2 = {0};
+        int rc = build_vocab_mem(src, "llama", 512, bad[i].tc, bad[i].cfg, NULL, NULL, &e1);
+        cr_assert_eq(rc, bad[i].code, "case %zu: %d %s", i, rc, e1.msg);
+        cr_assert(strstr(e1.msg, bad[i].msg), "case %zu: %s", i, e1.msg);
+        char *dir = make_dir();
+        copy_file(ts_path("models/stories260K/tokenizer.model"), dir, "tokenizer.model");
+        put(dir, "tokenizer_config.json", bad[i].tc);
+        if (bad[i].cfg)
+            put(dir, "config.json", bad[i].cfg);
+        else
+            copy_file(ts_path("models/stories260K/config.json"), dir, "config.json");
+        cr_assert_eq(build_vocab(dir, "llama", NULL, 512, NULL, NULL, &e2), rc, "case %zu: %s", i, e2.msg);
+        cr_assert_str_eq(e2.msg, e1.msg, "case %zu", i);
+        ts_rmtree(dir);
+        free(dir);
+    }
+}

@@ -461,6 +461,63 @@ Test(faults_io, input_truncated_while_mapped)
     cr_assert(caught, "merge never ran into the truncated input");
 }
 
+/* The same for an HF merge: the base checkpoint's shard is cut while mapped.
+ * Besides fileio's temp file, merge's own SIGBUS handling must remove the
+ * temporary output directory (out.tmp-XXXXXX) and the files committed in it.
+ * Returns 1 when the truncation happened mid-run. */
+static int shrink_hf_once(void)
+{
+    char *dir = ts_tmpdir();
+    char base[PATH_CAP], shard[PATH_CAP], out[PATH_CAP], log[PATH_CAP], logdir[PATH_CAP], cmd[3 * PATH_CAP];
+    pjoin(logdir, dir, ".log");
+    mkdir(logdir, 0755);
+    pjoin(log, logdir, "log.txt");
+    pjoin(base, dir, "base");
+    pjoin(out, dir, "out");
+    pjoin(shard, base, "model.safetensors");
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp %s/models/tinystories-3m/* '%s/'", base, ts_shared(), base);
+    cr_assert_eq(system(cmd), 0);
+    const char *ma[] = {"--base", base, "--lora", ts_path("lora/tinystories-3m-domain"), "-o", out, "--quiet", NULL};
+    pid_t pid = spawn_tool("smelt-merge", ma, log, 0);
+    int caught = 0, st = 0, exited = 0;
+    for (int i = 0; i < 200000 && !exited; i++) {
+        if (count_matching(dir, ".tmp", NULL) > 0) {
+            kill(pid, SIGSTOP);
+            if (count_matching(dir, ".tmp", NULL) > 0) {
+                caught = 1;
+                cr_assert_eq(truncate(shard, 4096), 0);
+                kill(pid, SIGCONT);
+                break;
+            }
+            kill(pid, SIGCONT);
+        }
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            exited = 1;
+        else
+            sleep_us(100);
+    }
+    if (!exited)
+        st = wait_status(pid);
+    if (caught && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+        cr_assert(WIFSIGNALED(st) ? WTERMSIG(st) == SIGBUS : WEXITSTATUS(st) != 0, "status %#x", st);
+        cr_assert_eq(count_matching(dir, NULL, "base"), 0, "left behind after the base shrank: %s", list_dir(dir));
+    } else {
+        caught = 0; /* it had read everything before the cut: no test */
+    }
+    ts_rmtree(dir);
+    ts_rmtree(logdir);
+    free(dir);
+    return caught;
+}
+
+Test(faults_io, hf_base_truncated_while_mapped)
+{
+    int caught = 0;
+    for (int attempt = 0; attempt < 8 && !caught; attempt++)
+        caught = shrink_hf_once();
+    cr_assert(caught, "the HF merge never ran into the truncated base");
+}
+
 /* ------------------------------------------------------------ signals */
 
 static void sleep_us(long us)

@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 Test(safetensors, single_file_in_header_order)
 {
@@ -92,5 +93,63 @@ Test(safetensors, parse_from_memory)
     memset(&m, 0, sizeof m);
     cr_assert_eq(st_parse(&m, buf, 8 + hl, "mem", 0, &err), SM_EFORMAT);
     cr_assert(strstr(err.msg, "__metadata__.k"), "%s", err.msg);
+    st_close(&m);
+}
+
+/* st_check_index on a buffer judges as st_open does on the file: the real
+ * index passes, and each malformed one gets st_open's code and message. */
+Test(safetensors, index_check_from_memory)
+{
+    st_model m;
+    sm_err err = {0};
+    const char *dir = ts_path("models/stories260K-bf16-sharded");
+    cr_assert_eq(st_open(&m, dir, &err), 0, "%s", err.msg);
+    size_t len;
+    uint8_t *real = ts_read(ts_path("models/stories260K-bf16-sharded/model.safetensors.index.json"), &len);
+    cr_assert(real);
+    cr_assert_eq(st_check_index(&m, dir, (const char *)real, len, "index.json", &err), 0, "%s", err.msg);
+    free(real);
+    static const struct {
+        const char *text;
+        int code;
+        const char *msg;
+    } bad[] = {
+        {"{\"weight_map\": ", SM_EFORMAT, "invalid JSON"},
+        {"[]", SM_EFORMAT, "weight_map"},
+        {"{\"metadata\": {}}", SM_EFORMAT, "weight_map"},
+        {"{\"weight_map\": {\"model.norm.weight\": 7}}", SM_EFORMAT, "plain file name"},
+        {"{\"weight_map\": {\"model.norm.weight\": \"../x.safetensors\"}}", SM_EFORMAT, "plain file name"},
+        {"{\"weight_map\": {\"model.norm.weight\": \"..\"}}", SM_EFORMAT, "plain file name"},
+        {"{\"weight_map\": {\"model.norm.weight\": \"model-00009-of-00009.safetensors\"}}", SM_EMISSING, "missing"},
+        {"{\"weight_map\": {\"model.nope.weight\": \"model-00001-of-00002.safetensors\"}}", SM_EMISSING,
+         "model.nope.weight"},
+        {"{\"weight_map\": {}}", SM_EMISMATCH, "not in weight_map"},
+        {"{\"weight_map\": {}, \"weight_map\": {}}", SM_EFORMAT, "invalid JSON"},
+    };
+    char *tmp = ts_tmpdir();
+    char p[4096];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sm_err e1 = {0}, e2 = {0};
+        int rc = st_check_index(&m, dir, bad[i].text, strlen(bad[i].text), "index.json", &e1);
+        cr_assert_eq(rc, bad[i].code, "case %zu: %d %s", i, rc, e1.msg);
+        cr_assert(strstr(e1.msg, bad[i].msg), "case %zu: %s", i, e1.msg);
+        /* the file way: the same shards (symlinked) with this index */
+        for (int s = 1; s <= 2; s++) {
+            char src[4096];
+            snprintf(src, sizeof src, "%s/model-0000%d-of-00002.safetensors", dir, s);
+            snprintf(p, sizeof p, "%s/model-0000%d-of-00002.safetensors", tmp, s);
+            if (!ts_exists(p))
+                cr_assert_eq(symlink(src, p), 0);
+        }
+        snprintf(p, sizeof p, "%s/model.safetensors.index.json", tmp);
+        cr_assert_eq(ts_write(p, bad[i].text, strlen(bad[i].text)), 0);
+        st_model f;
+        cr_assert_eq(st_open(&f, tmp, &e2), rc, "case %zu: %s", i, e2.msg);
+        cr_assert(strstr(e2.msg, bad[i].msg), "case %zu: %s", i, e2.msg);
+    }
+    /* the size cap */
+    cr_assert_eq(st_check_index(&m, dir, "{}", (uint64_t)ST_MAX_INDEX + 1, "index.json", &err), SM_ERANGE);
+    ts_rmtree(tmp);
+    free(tmp);
     st_close(&m);
 }

@@ -803,6 +803,41 @@ Test(merge_malformed, output_exists_and_base_is_output)
     free(tmp);
 }
 
+/* --force over an existing HF output directory replaces the whole tree in
+ * one step (renameat2 exchange on Linux): afterwards the destination holds
+ * exactly the new merge, and nothing is left beside it. */
+Test(merge_malformed, force_replaces_hf_output_dir)
+{
+    char base[1024], lora[1024];
+    spath(base, sizeof base, "models/tinystories-3m");
+    spath(lora, sizeof lora, "lora/tinystories-3m-domain");
+    char *tmp = ts_tmpdir();
+    char out[1100], p[1200];
+    snprintf(out, sizeof out, "%s/out", tmp);
+    sm_err err = {0};
+    cr_assert_eq(run_merge(base, lora, out, SM_TYPE_F32, &err), 0, "%s", err.msg);
+    int n_files = ts_count_entries(out);
+    cr_assert_gt(n_files, 2);
+    snprintf(p, sizeof p, "%s/stale.txt", out);
+    cr_assert_eq(ts_write(p, "x", 1), 0);
+    lora_adapter ad;
+    cr_assert_eq(lora_open(&ad, lora, &err), 0, "%s", err.msg);
+    merge_opts o = {.base = base, .out = out, .adapters = &ad, .n_adapters = 1, .outtype = SM_TYPE_F16, .force = 1};
+    merge_report rep;
+    cr_assert_eq(merge_run(&o, &rep, &err), 0, "%s", err.msg);
+    merge_report_free(&rep);
+    lora_close(&ad);
+    cr_assert(!ts_exists(p), "the old tree survived");
+    cr_assert_eq(ts_count_entries(out), n_files);
+    cr_assert_eq(ts_count_entries(tmp), 1, "something was left beside the output");
+    st_model m;
+    cr_assert_eq(st_open(&m, out, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.tensors[0].dtype, ST_F16, "the new (F16) merge is in place");
+    st_close(&m);
+    ts_rmtree(tmp);
+    free(tmp);
+}
+
 /* ------------------------------------------------------------ CLI */
 
 static const char *bin_dir(void)

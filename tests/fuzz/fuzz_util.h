@@ -1,8 +1,8 @@
 /* fuzz_util.h — helpers shared by the libFuzzer targets (header only, so the
  * Makefile's one-source-per-target rule keeps working).
  *
- * Targets whose parser only has a file or directory entry point (st_open on
- * a sharded directory, cv_convert's config.json, tokenizer_config.json) get a
+ * Targets that also drive a file or directory entry point (st_open on a
+ * sharded directory, cv_convert, quantize's output) get a
  * private scratch directory, created once per process on a RAM file system
  * when there is one, into which the real neighbour files are symlinked; each
  * input is then written there under the file name under test. Every helper
@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The shared test folder: $SMELT_SHARED, $SHARED, else ../shared. */
@@ -105,6 +106,46 @@ static inline void fuzz_write(const char *name, const uint8_t *data, size_t size
         off += (size_t)n;
     }
     close(fd);
+}
+
+/* Reads $SHARED/<rel> whole into a malloc'd buffer (NUL-terminated, kept
+ * for the process); *len gets its size. */
+static inline char *fuzz_read_shared(const char *rel, size_t *len)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", fuzz_shared(), rel);
+    FILE *f = fopen(p, "rb");
+    if (!f) {
+        fprintf(stderr, "fuzz: %s not readable (set SMELT_SHARED)\n", p);
+        abort();
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    size_t k;
+    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) {
+            char *b = realloc(buf, 2 * cap + 1);
+            if (!b)
+                free(buf);
+            buf = b;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (!buf)
+        abort();
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+/* Removes <scratch>/<name> (absent is fine). */
+static inline void fuzz_unlink(const char *name)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", fuzz_scratch(), name);
+    unlink(p);
 }
 
 #endif
