@@ -25,6 +25,33 @@ int mm_kind_of(uint32_t type)
     }
 }
 
+int mm_row_alloc(mm_row *r, int64_t n)
+{
+    memset(r, 0, sizeof *r);
+    const size_t e = (size_t)(n > 0 ? n : 1);
+    r->q = malloc(e);
+    r->d = malloc((e / 32 + 1) * sizeof(float));
+    r->m = malloc((e / 32 + 1) * sizeof(float));
+    r->sc = malloc((e / 16 + 1) * sizeof(int16_t));
+    r->mn = malloc((e / 16 + 1) * sizeof(int16_t));
+    r->w = malloc(e * sizeof(int16_t));
+    if (r->q && r->d && r->m && r->sc && r->mn && r->w)
+        return 0;
+    mm_row_free(r);
+    return -1;
+}
+
+void mm_row_free(mm_row *r)
+{
+    free(r->q);
+    free(r->d);
+    free(r->m);
+    free(r->sc);
+    free(r->mn);
+    free(r->w);
+    memset(r, 0, sizeof *r);
+}
+
 uint64_t mm_act_bytes(int kind, int64_t n)
 {
     switch (kind) {

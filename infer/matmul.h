@@ -35,6 +35,12 @@ typedef struct mm_row {
 } mm_row;
 
 int mm_kind_of(uint32_t type);
+/* Allocates the buffers of r for rows of up to n elements (every field the
+ * portable unpack fills). Returns 0, or -1 when out of memory (r is then
+ * empty and mm_row_free(r) is still safe). */
+int mm_row_alloc(mm_row *r, int64_t n);
+/* Frees what mm_row_alloc allocated; r becomes empty. */
+void mm_row_free(mm_row *r);
 /* Bytes of activation blocks for n elements of the kind's activation type. */
 uint64_t mm_act_bytes(int kind, int64_t n);
 /* Quantizes one activation row x[n] for kind into dst (ggml's x86 way). */

@@ -475,6 +475,16 @@ __attribute__((target("avx2,fma"))) static void tb16x4_avx2(const float *w, int6
     out[3] = hsum256(_mm256_add_ps(l3, h3));
 }
 
+/* The reduction of ggml_vec_dot_f16/f32's 4x16 accumulators held as 4x2
+ * ymm (AVX-512's zmm halves): (0+2)+(1+3) per half, halves added, then the
+ * 8-lane horizontal sum. */
+__attribute__((target("avx2,fma"))) static float red4x2_avx2(__m256 s[4][2])
+{
+    __m256 v0 = _mm256_add_ps(_mm256_add_ps(s[0][0], s[2][0]), _mm256_add_ps(s[1][0], s[3][0]));
+    __m256 v1 = _mm256_add_ps(_mm256_add_ps(s[0][1], s[2][1]), _mm256_add_ps(s[1][1], s[3][1]));
+    return hsum256(_mm256_add_ps(v0, v1));
+}
+
 __attribute__((target("avx2,fma"))) static float vec64_avx2(const float *a, const float *b, int64_t np)
 {
     __m256 s[4][2];
@@ -486,9 +496,7 @@ __attribute__((target("avx2,fma"))) static float vec64_avx2(const float *a, cons
                 const int64_t o = i + j * 16 + h * 8;
                 s[j][h] = _mm256_fmadd_ps(_mm256_loadu_ps(a + o), _mm256_loadu_ps(b + o), s[j][h]);
             }
-    __m256 v0 = _mm256_add_ps(_mm256_add_ps(s[0][0], s[2][0]), _mm256_add_ps(s[1][0], s[3][0]));
-    __m256 v1 = _mm256_add_ps(_mm256_add_ps(s[0][1], s[2][1]), _mm256_add_ps(s[1][1], s[3][1]));
-    return hsum256(_mm256_add_ps(v0, v1));
+    return red4x2_avx2(s);
 }
 #endif
 
@@ -894,9 +902,7 @@ T_AVX2 static float kq_row_avx2(const uint16_t *k, const float *q, int64_t H, in
                     const int64_t o = l + jj * 16 + h * 8;
                     s[jj][h] = _mm256_fmadd_ps(ld8h(k + o), _mm256_loadu_ps(q + o), s[jj][h]);
                 }
-        __m256 v0 = _mm256_add_ps(_mm256_add_ps(s[0][0], s[2][0]), _mm256_add_ps(s[1][0], s[3][0]));
-        __m256 v1 = _mm256_add_ps(_mm256_add_ps(s[0][1], s[2][1]), _mm256_add_ps(s[1][1], s[3][1]));
-        sum = (double)hsum256(_mm256_add_ps(v0, v1));
+        sum = (double)red4x2_avx2(s);
     }
     for (int64_t i = np; i < H; i++)
         sum += (double)(ops_f16_table[k[i]] * q[i]);

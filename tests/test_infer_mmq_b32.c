@@ -115,23 +115,12 @@ static void run_level(uint32_t type, const uint8_t *w, int64_t K, int64_t r0, in
                       uint64_t stride, const int16_t *act16, int32_t n_tok, float *y, int64_t ldy, const float *bias)
 {
     mm_row u;
-    u.q = malloc((size_t)K);
-    u.d = malloc((size_t)(K / 32 + 1) * sizeof(float));
-    u.m = malloc((size_t)(K / 32 + 1) * sizeof(float));
-    u.sc = malloc((size_t)(K / 16 + 1) * sizeof(int16_t));
-    u.mn = malloc((size_t)(K / 16 + 1) * sizeof(int16_t));
-    u.w = malloc((size_t)K * sizeof(int16_t));
-    cr_assert(u.q && u.d && u.m && u.sc && u.mn && u.w);
+    cr_assert_eq(mm_row_alloc(&u, K), 0);
     for (int64_t i = 0; i < (int64_t)n_tok * ldy; i++)
         y[i] = NAN;
     const uint64_t row_bytes = (uint64_t)(K / 32) * block_bytes(type);
     mmq_rows(type, w, row_bytes, K, r0, r1, act, stride, act16, n_tok, y, ldy, bias, &u);
-    free(u.q);
-    free(u.d);
-    free(u.m);
-    free(u.sc);
-    free(u.mn);
-    free(u.w);
+    mm_row_free(&u);
 }
 
 /* Levels to compare against the portable path, with their names; level

@@ -180,21 +180,10 @@ static void run_level(int lv, uint32_t type, const uint8_t *w, int64_t K, int64_
             mm_widen_act(MM_K, act + stride * (uint64_t)t, act16 + (int64_t)t * K, K);
     }
     mm_row u;
-    u.q = malloc((size_t)K);
-    u.d = malloc(sizeof(float) * (size_t)(K / 32));
-    u.m = malloc(sizeof(float) * (size_t)(K / 32));
-    u.sc = malloc(sizeof(int16_t) * (size_t)(K / 16));
-    u.mn = malloc(sizeof(int16_t) * (size_t)(K / 16));
-    u.w = malloc(sizeof(int16_t) * (size_t)K);
-    cr_assert(u.q && u.d && u.m && u.sc && u.mn && u.w);
+    cr_assert_eq(mm_row_alloc(&u, K), 0);
     mmq_rows(type, w, (uint64_t)(K / 256) * block_bytes(type), K, r0, r1, act, stride, act16, n_tok, y, ldy, bias,
              &u);
-    free(u.q);
-    free(u.d);
-    free(u.m);
-    free(u.sc);
-    free(u.mn);
-    free(u.w);
+    mm_row_free(&u);
     free(act16);
     cpu_force_level(-1);
     mm_force_portable(0);
