@@ -181,8 +181,11 @@ void ctx_clear(sm_ctx *c) { c->n_pos = 0; }
 /* ------------------------------------------------------------ jobs */
 
 /* Below this many multiply-adds a step runs on the calling thread alone:
- * waking the pool costs more than the work (decode steps of small models). */
-#define PAR_MIN_WORK 262144
+ * waking the pool costs more than the work (decode steps of small models).
+ * At 262144 a 512-token prompt of stories260K (64 wide) ran its norms and
+ * RoPE on one thread while the other spun; at 32768 they split, ~5% off a
+ * perplexity run, and decode steps of such models stay on one thread. */
+#define PAR_MIN_WORK 32768
 
 static void run(sm_ctx *c, pool_fn fn, void *arg, int64_t work)
 {

@@ -215,7 +215,10 @@ T512 static INL void tbbf_tile512(const mmf_job *j, const uint8_t *w0, uint64_t 
 }
 
 /* ggml_vec_dot_f16 / _f32 for RM rows and token t. */
-T512 static INL void v64_rows512(const mmf_job *j, int64_t r, int64_t t, int f16, int RM)
+/* ggml_vec_dot_f16/f32 for RM rows and token t. With mains != NULL only the
+ * 64-element steps and their reduction: mains[i] gets row r+i's partial sum
+ * and the tail is left to run_vtail512. */
+T512 static INL void v64_rows512(const mmf_job *j, int64_t r, int64_t t, int f16, int RM, float *mains)
 {
     const int64_t K = j->K, np = K & ~(int64_t)63;
     const float *x = j->x + t * j->ldx;
@@ -256,7 +259,9 @@ T512 static INL void v64_rows512(const mmf_job *j, int64_t r, int64_t t, int f16
     for (int i = 0; i < RM; i++) {
         const __m512 v = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][2]), _mm512_add_ps(s[i][1], s[i][3]));
         const float vs = red512(v);
-        if (f16) {
+        if (mains) {
+            mains[i] = vs;
+        } else if (f16) {
             const uint16_t *h = (const uint16_t *)(const void *)wr[i];
             double sum = (double)vs;
             for (int64_t k = np; k < K; k++)
@@ -356,8 +361,8 @@ TILE512_ROW4(tbbf512, B_TBBF, 4)
 static const tile_fn tbbf512_tab[BF_RM * BF_RN] = {TAB_ROW4(tbbf512, 1), TAB_ROW4(tbbf512, 2), TAB_ROW4(tbbf512, 3),
                                                    TAB_ROW4(tbbf512, 4)};
 
-#define B_V16(RM, RN) v64_rows512(j, r, t, 1, RM)
-#define B_V32(RM, RN) v64_rows512(j, r, t, 0, RM)
+#define B_V16(RM, RN) v64_rows512(j, r, t, 1, RM, NULL)
+#define B_V32(RM, RN) v64_rows512(j, r, t, 0, RM, NULL)
 #define B_VBF(RM, RN) vbf_rows512(j, r, t, RM)
 VROWS512(vh512, B_V16(1, 1), 1)
 VROWS512(vh512, B_V16(2, 1), 2)
@@ -374,6 +379,107 @@ VROWS512(vbf512, B_VBF(4, 1), 4)
 static const rows_fn vh512_tab[V_RM] = {vh512_1, vh512_2, vh512_3, vh512_4};
 static const rows_fn vf512_tab[V_RM] = {vf512_1, vf512_2, vf512_3, vf512_4};
 static const rows_fn vbf512_tab[V_RM] = {vbf512_1, vbf512_2, vbf512_3, vbf512_4};
+
+/* ---- ggml_vec_dot_f16/f32 rows with a tail (K % 64 != 0). The reference
+ * finishes each output with a sequential chain over the last K % 64
+ * elements (an fma chain for F32, double adds of rounded products for
+ * F16): 4 cycles of latency per element and output, which made a 172-wide
+ * FFN-down row cost ~20x its 128-element main part. Here each output is a
+ * lane: the tail of 16 rows is transposed once per row group, and 4 tokens
+ * run side by side, so the chain runs at fma throughput with every lane's
+ * order unchanged. */
+typedef void (*vmain_fn)(const mmf_job *j, int64_t r, int64_t t, float *mains);
+#define VMAIN512(NAME, F16, RM) \
+    T512 static void NAME##_##RM(const mmf_job *j, int64_t r, int64_t t, float *mains) \
+    { \
+        v64_rows512(j, r, t, F16, RM, mains); \
+    }
+VMAIN512(vmh512, 1, 1)
+VMAIN512(vmh512, 1, 2)
+VMAIN512(vmh512, 1, 3)
+VMAIN512(vmh512, 1, 4)
+VMAIN512(vmf512, 0, 1)
+VMAIN512(vmf512, 0, 2)
+VMAIN512(vmf512, 0, 3)
+VMAIN512(vmf512, 0, 4)
+static const vmain_fn vmh512_tab[V_RM] = {vmh512_1, vmh512_2, vmh512_3, vmh512_4};
+static const vmain_fn vmf512_tab[V_RM] = {vmf512_1, vmf512_2, vmf512_3, vmf512_4};
+
+enum { VT_TOK = 4 };
+
+T512 static void run_vtail512(const mmf_job *j, int f16)
+{
+    const int64_t K = j->K, np = K & ~(int64_t)63, nt = K - np;
+    const vmain_fn *mtab = f16 ? vmh512_tab : vmf512_tab;
+    float tw[63 * 16] __attribute__((aligned(64))); /* [nt][16] tail of 16 rows, lane = row */
+    for (int64_t r = j->r0; r < j->r1; r += 16) {
+        const int rm = (int)min64(16, j->r1 - r);
+        const __mmask16 rmask = (__mmask16)((1u << rm) - 1);
+        for (int64_t k = 0; k < nt; k++)
+            for (int i = 0; i < 16; i++) {
+                const uint8_t *wr = j->w + (uint64_t)(r + (i < rm ? i : 0)) * j->row_bytes;
+                tw[k * 16 + i] = f16 ? _cvtsh_ss(((const uint16_t *)(const void *)wr)[np + k])
+                                     : ((const float *)(const void *)wr)[np + k];
+            }
+        const __m512 bias = j->bias ? _mm512_maskz_loadu_ps(rmask, j->bias + r) : _mm512_setzero_ps();
+        for (int64_t t0 = 0; t0 < j->n_tok; t0 += VT_TOK) {
+            const int tn = (int)min64(VT_TOK, j->n_tok - t0);
+            float mains[VT_TOK][16] __attribute__((aligned(64)));
+            const float *xt[VT_TOK];
+            for (int u = 0; u < VT_TOK; u++) {
+                /* missing tokens repeat the last one; their lanes are dropped */
+                const int64_t t = t0 + (u < tn ? u : tn - 1);
+                xt[u] = j->x + t * j->ldx + np;
+                for (int i = 0; i < rm; i += V_RM)
+                    mtab[min64(V_RM, rm - i) - 1](j, r + i, t, &mains[u][i]);
+            }
+            __m512 out[VT_TOK];
+            if (!f16) {
+                __m512 acc[VT_TOK];
+                UNROLL
+                for (int u = 0; u < VT_TOK; u++)
+                    acc[u] = _mm512_load_ps(mains[u]);
+                for (int64_t k = 0; k < nt; k++) {
+                    const __m512 w = _mm512_load_ps(tw + k * 16);
+                    UNROLL
+                    for (int u = 0; u < VT_TOK; u++)
+                        acc[u] = _mm512_fmadd_ps(w, _mm512_set1_ps(xt[u][k]), acc[u]);
+                }
+                UNROLL
+                for (int u = 0; u < VT_TOK; u++)
+                    out[u] = acc[u];
+            } else {
+                /* lanes 0-7 and 8-15 as doubles: sum += (double)(w * x) */
+                __m512d lo[VT_TOK], hi[VT_TOK];
+                UNROLL
+                for (int u = 0; u < VT_TOK; u++) {
+                    const __m512 m = _mm512_load_ps(mains[u]);
+                    lo[u] = _mm512_cvtps_pd(_mm512_castps512_ps256(m));
+                    hi[u] = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(m), 1)));
+                }
+                for (int64_t k = 0; k < nt; k++) {
+                    const __m512 w = _mm512_load_ps(tw + k * 16);
+                    UNROLL
+                    for (int u = 0; u < VT_TOK; u++) {
+                        const __m512 p = _mm512_mul_ps(w, _mm512_set1_ps(xt[u][k]));
+                        lo[u] = _mm512_add_pd(lo[u], _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
+                        hi[u] = _mm512_add_pd(
+                            hi[u], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p), 1))));
+                    }
+                }
+                UNROLL
+                for (int u = 0; u < VT_TOK; u++)
+                    out[u] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo[u])), _mm512_cvtpd_ps(hi[u]),
+                                                1);
+            }
+            for (int u = 0; u < tn; u++) {
+                /* put(): s + bias[r] in float */
+                const __m512 y = j->bias ? _mm512_add_ps(out[u], bias) : out[u];
+                _mm512_mask_storeu_ps(j->y + (t0 + u) * j->ldy + r, rmask, y);
+            }
+        }
+    }
+}
 
 /* ---- tinyBLAS<16> blocked over K (prompt processing). The plain tiles
  * read each activation vector from L2 once per row tile; here a token tile
@@ -727,7 +833,9 @@ int mmf_x86_rows(const mmf_job *j)
         return 1;
     case MMF_VF16:
     case MMF_VF32:
-        if (big)
+        if (big && j->K % 64)
+            run_vtail512(j, f16);
+        else if (big)
             run_rows(j, f16 ? vh512_tab : vf512_tab, V_RM);
         else
             run_rows(j, f16 ? vh256_tab : vf256_tab, 1);

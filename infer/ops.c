@@ -1127,7 +1127,17 @@ T_AVX512 static void pv_512(const uint16_t *v, int64_t ldv, const float *p, int6
 }
 
 /* ggml_v_expf on 16 lanes as ggml's AVX-512 build computes it (the bits of
- * ops_expf_ggml: _mm512_scalef_ps rounds like ldexpf) */
+ * ops_expf_ggml: _mm512_scalef_ps rounds like ldexpf).
+ *
+ * Results below 2^-126 (n <= -126: attention rows where a cell trails the
+ * maximum by more than ~87) are subnormal, and an Intel core takes a
+ * microcode assist of ~100 cycles for each instruction that produces one;
+ * a few percent of such cells made the softmax ~1.7x slower. Those lanes
+ * are computed without a subnormal result: scalef by n + 149 instead of n
+ * lands j * 2^(n+149) in [2^-32, 2^24), exactly (a power-of-two scaling of
+ * a normal float), and its round-to-nearest-even integer m is the bit
+ * pattern of j * 2^n rounded to the 2^-149 grid that subnormals and the
+ * lowest binade share — the very rounding scalef would do. */
 T_AVX512 static inline __m512 expf16_512(__m512 x)
 {
     const __m512 r = _mm512_set1_ps(0x1.8p23f);
@@ -1141,12 +1151,28 @@ T_AVX512 static inline __m512 expf16_512(__m512 x)
         _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
                         _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
         u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
-    const __m512 res = _mm512_scalef_ps(j, n);
+    const __mmask16 low = _mm512_cmp_ps_mask(n, _mm512_set1_ps(-125.5f), _CMP_LT_OQ);
+    __m512 res;
+    if (!low) {
+        res = _mm512_scalef_ps(j, n);
+    } else {
+        /* n clamped to -180 (lanes below give 0 either way, and the d
+         * lanes are replaced below): n + 149 >= -31 */
+        res = _mm512_scalef_ps(j, _mm512_max_ps(n, _mm512_set1_ps(-125.0f)));
+        const __m512 sh =
+            _mm512_scalef_ps(j, _mm512_add_ps(_mm512_max_ps(n, _mm512_set1_ps(-180.0f)), _mm512_set1_ps(149.0f)));
+        res = _mm512_mask_mov_ps(res, low, _mm512_castsi512_ps(_mm512_cvtps_epi32(sh)));
+    }
     if (!d)
         return res;
     const __mmask16 neg = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ);
     const __m512 alt = _mm512_mask_blend_ps(neg, _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
     return _mm512_mask_blend_ps(d, res, alt);
+}
+
+T_AVX512 static void expf16_512_store(const float *x, float *out)
+{
+    _mm512_storeu_ps(out, expf16_512(_mm512_loadu_ps(x)));
 }
 
 /* red16 of four blocks at once (lanes 0, 4, 8, 12 of the result), the
@@ -1193,10 +1219,17 @@ T_AVX512 static void softmax_512(float *s, int64_t n, float scale)
         sum += (double)r[8];
         sum += (double)r[12];
     }
+    /* sum >= 1 (the maximum's cell is exp(0) = 1), so iv <= 1: a cell below
+     * 2^-26 ends below 2^-26, which rounds to F16 zero. Those lanes are
+     * zeroed instead of multiplied, as a subnormal factor or product would
+     * cost an assist (above); the product of the others is >= 2^-26 / n. */
     const __m512 iv = _mm512_set1_ps((float)(1.0 / sum));
+    const __m512i tiny = _mm512_set1_epi32(0x32800000); /* 2^-26 */
     for (int64_t b = 0; b < n; b += 16) {
         const __mmask16 m = tail_mask(n - b);
-        __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + b), iv);
+        const __m512 e = _mm512_maskz_loadu_ps(m, s + b);
+        const __mmask16 big = _mm512_cmpge_epi32_mask(_mm512_castps_si512(e), tiny);
+        __m512 x = _mm512_maskz_mul_ps(big, e, iv);
         x = _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         _mm512_mask_storeu_ps(s + b, m, x);
     }
@@ -1397,4 +1430,20 @@ void ops_pv(const uint16_t *v, int64_t ldv, const float *p, int64_t n, int64_t n
 #endif
     for (int64_t i = 0; i < H; i++)
         out[i] = pv_scalar(v + i * ldv, p, n, npad, tb16);
+}
+
+void ops_expf16_ggml(const float *x, float *out)
+{
+#if OPS_X86
+    if (ops_have_f16c && cpu_level() >= CPU_AVX512) {
+        expf16_512_store(x, out);
+        return;
+    }
+    if (ops_have_avx2) {
+        exp16_avx2(x, 0.0f, out); /* x - 0 is x */
+        return;
+    }
+#endif
+    for (int k = 0; k < 16; k++)
+        out[k] = ops_expf_ggml(x[k]);
 }

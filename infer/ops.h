@@ -63,6 +63,9 @@ void ops_rope_table(float *cs, int32_t n_rot, int32_t pos, float freq_base,
 
 /* ggml_v_expf for one value (polynomial, within 1.5 ulp of exp). */
 float ops_expf_ggml(float x);
+/* 16 lanes of ggml_v_expf at the current CPU level: out[k] has the bits of
+ * ops_expf_ggml(x[k]) (tests compare the vector kernels with it). */
+void ops_expf16_ggml(const float *x, float *out);
 /* llamafile tinyBLAS<16> dot (batched F32/F16/BF16 products, n >= 2
  * tokens): 16 fma lanes (lane = index % 16), gcc's 512-bit reduction.
  * n must be a multiple of 16. */

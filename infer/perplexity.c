@@ -1,4 +1,5 @@
 #include "eval.h"
+#include "threads.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -99,6 +100,29 @@ static double encode_row(const float *logits, int64_t V, uint16_t *row, int32_t 
     return (double)(mx + log_sum_exp - logits[tok]);
 }
 
+/* The scored rows of one chunk, split over the pool: row i's nll goes to
+ * nll[i] (and its log-prob row to rows when saving), summed by the caller
+ * in row order, so the totals do not depend on the thread count. */
+typedef struct nll_job {
+    const float *logits;   /* [n, V] */
+    int64_t V;
+    const int32_t *next;   /* [n] the token each row predicts */
+    uint16_t *rows;        /* [n, nv] or NULL */
+    int64_t nv;
+    double *nll;           /* [n] */
+    int64_t n;
+} nll_job;
+
+static void job_nll(void *arg, int32_t ith, int32_t nth)
+{
+    const nll_job *j = arg;
+    int64_t lo, hi;
+    pool_split(j->n, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        j->nll[i] = j->rows ? encode_row(j->logits + i * j->V, j->V, j->rows + i * j->nv, j->next[i])
+                            : nll_of(j->logits + i * j->V, j->V, j->next[i]);
+}
+
 int ppl_run(const sm_model *m, const int32_t *tokens, int64_t n_tokens, const sm_ppl_opts *o, sm_ppl_result *r,
             sm_err *err)
 {
@@ -123,6 +147,7 @@ int ppl_run(const sm_model *m, const int32_t *tokens, int64_t n_tokens, const sm
 
     sm_ctx c;
     float *logits = NULL;
+    double *nlls = NULL;
     uint16_t *rows = NULL;
     sm_out out;
     int out_open = 0;
@@ -131,7 +156,8 @@ int ppl_run(const sm_model *m, const int32_t *tokens, int64_t n_tokens, const sm
         return rc;
     logits = malloc((size_t)(n_ctx - first) * (size_t)V * sizeof(float));
     r->chunk_ppl = calloc((size_t)n_chunk, sizeof(double));
-    if (!logits || !r->chunk_ppl) {
+    nlls = malloc((size_t)n_ctx * sizeof(double));
+    if (!logits || !r->chunk_ppl || !nlls) {
         rc = sm_err_set(err, SM_ENOMEM, "out of memory for %d x %lld logits", (int)(n_ctx - first), (long long)V);
         goto done;
     }
@@ -155,12 +181,11 @@ int ppl_run(const sm_model *m, const int32_t *tokens, int64_t n_tokens, const sm
         const int32_t *toks = tokens + ch * n_ctx;
         if ((rc = eval_chunk(&c, toks, n_ctx, n_batch, first, bos, logits, err)))
             goto done;
+        nll_job nj = {logits, V, toks + first + 1, rows, nv, nlls, n_ctx - 1 - first};
+        pool_run(c.pool, job_nll, &nj);
         for (int32_t i = 0; i < n_ctx - 1 - first; i++) {
-            int32_t tok = toks[first + i + 1];
-            double v = rows ? encode_row(logits + (int64_t)i * V, V, rows + (int64_t)i * nv, tok)
-                            : nll_of(logits + (int64_t)i * V, V, tok);
-            nll += v;
-            nll2 += v * v;
+            nll += nlls[i];
+            nll2 += nlls[i] * nlls[i];
         }
         if (rows && (rc = sm_out_write(&out, rows, (size_t)(n_ctx - 1 - first) * (size_t)nv * sizeof(uint16_t), err)))
             goto done;
@@ -192,6 +217,7 @@ done:
     if (rc)
         ppl_result_free(r);
     free(rows);
+    free(nlls);
     free(logits);
     ctx_free(&c);
     return rc;

@@ -21,8 +21,12 @@
  * burns the CPU share of the thread that has work): the thread then goes
  * straight to sleep for the next 2^k - 1 waits (k consecutive time-outs,
  * at most 8), which makes an oversubscribed pool behave like a plain
- * condvar pool. */
-#define POLL_NS 50000
+ * condvar pool. 1 ms, not less: the serial stretches between runs
+ * (a perplexity chunk's scoring, sampling between decode steps) last
+ * 0.1-1 ms, and a 50 us poll timed out there, so the back-off then put
+ * both sides to sleep for the next runs, each paying a wake-up (a
+ * stories260K perplexity ran on ~1.5 of 2 cores; at 1 ms, ~1.9). */
+#define POLL_NS 1000000
 #define POLL_MAX_BACKOFF 8
 
 /* Adaptive polling state of one waiting thread. */

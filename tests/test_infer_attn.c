@@ -247,6 +247,39 @@ static void ref_softmax(float *s, int64_t n, float scale)
         s[i] = f16f(sm_f32_to_f16(s[i] * inv));
 }
 
+/* The exponential lanes themselves, every input from -110 to -80 in steps
+ * of 1/64 (results from 2^-159 to 2^-115: zero, subnormal, the lowest
+ * binades) and around the |n| > 192 cut, at every level: the AVX-512 kernel
+ * computes subnormal results without a subnormal-producing instruction, and
+ * the F16 rounding in the softmax would hide a wrong one. */
+Test(attn_kernels, expf_subnormal_band_every_level)
+{
+    int levels = n_levels();
+    long checked = 0, subnormal = 0;
+    static const float extra[] = {-133.5f, -133.1f, -132.9f, -140.0f, -87.33655f, -87.3365f, -103.27893f,
+                                  -103.9721f, -104.0f, 0.0f, -0.0f, 88.7f, -1e-3f, -150.0f, -180.5f, -200.0f};
+    for (int base = 0; base < 30 * 64 + 16; base += 16) {
+        float x[16], want[16], got[16];
+        for (int k = 0; k < 16; k++)
+            x[k] = base < 30 * 64 ? -110.0f + (float)(base + k) / 64.0f : extra[k];
+        for (int k = 0; k < 16; k++) {
+            want[k] = ops_expf_ggml(x[k]);
+            subnormal += want[k] != 0.0f && fabsf(want[k]) < 0x1p-126f;
+        }
+        for (int lv = 0; lv < levels; lv++) {
+            set_level(lv);
+            ops_expf16_ggml(x, got);
+            for (int k = 0; k < 16; k++)
+                cr_assert(memcmp(&want[k], &got[k], sizeof(float)) == 0, "expf(%a) level %d: %a, reference %a",
+                          (double)x[k], lv, (double)got[k], (double)want[k]);
+            checked++;
+        }
+        reset_level();
+    }
+    cr_assert_gt(subnormal, 500, "only %ld subnormal results", subnormal);
+    cr_assert_gt(checked, 100);
+}
+
 Test(attn_kernels, softmax_every_level)
 {
     enum { N = 600 };
@@ -255,10 +288,13 @@ Test(attn_kernels, softmax_every_level)
     int64_t nl = kv_lengths(lens);
     int levels = n_levels();
     long checked = 0;
-    for (int spread = 0; spread < 3; spread++) {
+    /* 250 and 600 put many cells 87..200 below the row maximum, where the
+     * exponentials are subnormal (the AVX-512 kernel's separate path); 3000
+     * exercises ggml_v_expf's |n| > 192 lanes */
+    static const float amps[] = {4.0f, 60.0f, 250.0f, 600.0f, 3000.0f};
+    for (int spread = 0; spread < 5; spread++) {
         rng_state = 1234u + (uint32_t)spread;
-        /* spread 2 exercises ggml_v_expf's |n| > 126 and > 192 lanes */
-        const float amp = spread == 0 ? 4.0f : spread == 1 ? 60.0f : 3000.0f;
+        const float amp = amps[spread];
         for (int i = 0; i < N; i++)
             src[i] = (urand() - 0.5f) * amp;
         for (int64_t li = 0; li < nl; li++) {

@@ -167,7 +167,7 @@ TestSuite(mmf, .init = init);
 static void sweep(uint32_t type)
 {
     const int32_t toks[] = {1, 2, 3, 5, 16, 33};
-    const int64_t ks[] = {16, 32, 64, 100, 2048};
+    const int64_t ks[] = {16, 32, 63, 64, 100, 172, 2048};
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
         for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++)
             for (int b = 0; b < 2; b++) {
@@ -175,6 +175,9 @@ static void sweep(uint32_t type)
                 check(type, ks[ki], toks[ti], 12, 1, 10, b);
                 /* a range shorter than one row tile */
                 check(type, ks[ki], toks[ti], 7, 3, 5, b);
+                /* more than one 16-row group with a partial last one (the
+                 * vectorized tails of ggml_vec_dot_f16/f32) */
+                check(type, ks[ki], toks[ti], 37, 1, 35, b);
             }
 }
 
