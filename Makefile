@@ -127,7 +127,9 @@ FUZZ_LIB_SRCS := $(wildcard formats/*.c) $(foreach t,$(TOOLS),$(call tool_srcs,$
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=$(FUZZ_DIR)/obj/%.o)
 $(FUZZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -fsanitize-coverage-ignorelist=tests/fuzz/coverage-ignore.txt \
+	      -c $< -o $@
+$(FUZZ_LIB_OBJS): tests/fuzz/coverage-ignore.txt
 $(FUZZ_DIR)/libsmelt-fuzz.a: $(FUZZ_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^

@@ -397,33 +397,25 @@ static void sleep_us(long us);
 
 /* ------------------------------------------------------------ input shrinks */
 
-/* The input is truncated while the tool has it mapped: the next access to
- * the lost pages raises SIGBUS. The tool must still leave no temp file and
- * no destination. Returns 1 when the truncation happened mid-run. */
-static int shrink_once(const char *tool, int is_quantize)
+/* Runs tool with args (outputs in dir) and, once a temp file shows up in
+ * dir, cuts victim to 4 KiB while the tool is stopped: the next access to
+ * the lost pages raises SIGBUS. The tool must still exit with an error (or
+ * die of SIGBUS) and leave nothing in dir but keep (its inputs). Returns 1
+ * when the truncation happened mid-run, 0 when the tool had read
+ * everything before the cut (no test). Cleans dir and logdir up. */
+static int shrink_during_run(const char *tool, const char *const *args, char *dir, const char *logdir,
+                             const char *victim, const char *keep)
 {
-    char *dir = ts_tmpdir();
-    char in[PATH_CAP], out[PATH_CAP], log[PATH_CAP], logdir[PATH_CAP];
-    pjoin(logdir, dir, ".log");
-    mkdir(logdir, 0755);
+    char log[PATH_CAP];
     pjoin(log, logdir, "log.txt");
-    pjoin(in, dir, "in.gguf");
-    pjoin(out, dir, "out.gguf");
-    size_t len = 0;
-    uint8_t *b = ts_read(ts_path("reference/tinystories-3m/convert-f32.gguf"), &len);
-    cr_assert_not_null(b);
-    cr_assert_eq(ts_write(in, b, len), 0);
-    free(b);
-    const char *qa[] = {in, out, "Q8_0", "1", NULL};
-    const char *ma[] = {"--base", in, "--lora", ts_path("lora/tinystories-3m-domain"), "-o", out, "--quiet", NULL};
-    pid_t pid = spawn_tool(tool, is_quantize ? qa : ma, log, 0);
+    pid_t pid = spawn_tool(tool, args, log, 0);
     int caught = 0, st = 0, exited = 0;
     for (int i = 0; i < 200000 && !exited; i++) {
         if (count_matching(dir, ".tmp", NULL) > 0) {
             kill(pid, SIGSTOP);
             if (count_matching(dir, ".tmp", NULL) > 0) {
                 caught = 1;
-                cr_assert_eq(truncate(in, 4096), 0);
+                cr_assert_eq(truncate(victim, 4096), 0);
                 kill(pid, SIGCONT);
                 break;
             }
@@ -438,15 +430,34 @@ static int shrink_once(const char *tool, int is_quantize)
         st = wait_status(pid);
     if (caught && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
         cr_assert(WIFSIGNALED(st) ? WTERMSIG(st) == SIGBUS : WEXITSTATUS(st) != 0, "%s: status %#x", tool, st);
-        cr_assert_eq(count_matching(dir, NULL, "in.gguf"), 0, "%s: left behind after the input shrank: %s", tool,
+        cr_assert_eq(count_matching(dir, NULL, keep), 0, "%s: left behind after %s shrank: %s", tool, keep,
                      list_dir(dir));
     } else {
-        caught = 0; /* it had read everything before the cut: no test */
+        caught = 0;
     }
     ts_rmtree(dir);
     ts_rmtree(logdir);
     free(dir);
     return caught;
+}
+
+/* A GGUF input of quantize or merge cut while mapped. */
+static int shrink_once(const char *tool, int is_quantize)
+{
+    char *dir = ts_tmpdir();
+    char in[PATH_CAP], out[PATH_CAP], logdir[PATH_CAP];
+    pjoin(logdir, dir, ".log");
+    mkdir(logdir, 0755);
+    pjoin(in, dir, "in.gguf");
+    pjoin(out, dir, "out.gguf");
+    size_t len = 0;
+    uint8_t *b = ts_read(ts_path("reference/tinystories-3m/convert-f32.gguf"), &len);
+    cr_assert_not_null(b);
+    cr_assert_eq(ts_write(in, b, len), 0);
+    free(b);
+    const char *qa[] = {in, out, "Q8_0", "1", NULL};
+    const char *ma[] = {"--base", in, "--lora", ts_path("lora/tinystories-3m-domain"), "-o", out, "--quiet", NULL};
+    return shrink_during_run(tool, is_quantize ? qa : ma, dir, logdir, in, "in.gguf");
 }
 
 Test(faults_io, input_truncated_while_mapped)
@@ -463,51 +474,20 @@ Test(faults_io, input_truncated_while_mapped)
 
 /* The same for an HF merge: the base checkpoint's shard is cut while mapped.
  * Besides fileio's temp file, merge's own SIGBUS handling must remove the
- * temporary output directory (out.tmp-XXXXXX) and the files committed in it.
- * Returns 1 when the truncation happened mid-run. */
+ * temporary output directory (out.tmp-XXXXXX) and the files committed in it. */
 static int shrink_hf_once(void)
 {
     char *dir = ts_tmpdir();
-    char base[PATH_CAP], shard[PATH_CAP], out[PATH_CAP], log[PATH_CAP], logdir[PATH_CAP], cmd[3 * PATH_CAP];
+    char base[PATH_CAP], shard[PATH_CAP], out[PATH_CAP], logdir[PATH_CAP], cmd[3 * PATH_CAP];
     pjoin(logdir, dir, ".log");
     mkdir(logdir, 0755);
-    pjoin(log, logdir, "log.txt");
     pjoin(base, dir, "base");
     pjoin(out, dir, "out");
     pjoin(shard, base, "model.safetensors");
     snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp %s/models/tinystories-3m/* '%s/'", base, ts_shared(), base);
     cr_assert_eq(system(cmd), 0);
     const char *ma[] = {"--base", base, "--lora", ts_path("lora/tinystories-3m-domain"), "-o", out, "--quiet", NULL};
-    pid_t pid = spawn_tool("smelt-merge", ma, log, 0);
-    int caught = 0, st = 0, exited = 0;
-    for (int i = 0; i < 200000 && !exited; i++) {
-        if (count_matching(dir, ".tmp", NULL) > 0) {
-            kill(pid, SIGSTOP);
-            if (count_matching(dir, ".tmp", NULL) > 0) {
-                caught = 1;
-                cr_assert_eq(truncate(shard, 4096), 0);
-                kill(pid, SIGCONT);
-                break;
-            }
-            kill(pid, SIGCONT);
-        }
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            exited = 1;
-        else
-            sleep_us(100);
-    }
-    if (!exited)
-        st = wait_status(pid);
-    if (caught && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-        cr_assert(WIFSIGNALED(st) ? WTERMSIG(st) == SIGBUS : WEXITSTATUS(st) != 0, "status %#x", st);
-        cr_assert_eq(count_matching(dir, NULL, "base"), 0, "left behind after the base shrank: %s", list_dir(dir));
-    } else {
-        caught = 0; /* it had read everything before the cut: no test */
-    }
-    ts_rmtree(dir);
-    ts_rmtree(logdir);
-    free(dir);
-    return caught;
+    return shrink_during_run("smelt-merge", ma, dir, logdir, shard, "base");
 }
 
 Test(faults_io, hf_base_truncated_while_mapped)

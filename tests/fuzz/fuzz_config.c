@@ -15,8 +15,7 @@
  * next to (symlinks to) the real weights and tokenizer, then a vocab-only
  * cv_convert — and both ways must give the same verdict. */
 #include "convert/convert.h"
-#include "convert/vocab.h"
-#include "fuzz_util.h"
+#include "fuzz_vocab.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -28,8 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int ready;
     static char out[4200], mem_dir[4200];
-    static char *spm_buf, *tc;
-    static size_t spm_len, tc_len;
+    static char *tc;
+    static size_t tc_len;
     static cv_spm_model spm;
     sm_err err;
     if (!ready) {
@@ -37,17 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_link_shared("models/stories260K/tokenizer.model", "tokenizer.model");
         fuzz_link_shared("models/stories260K/tokenizer_config.json", "tokenizer_config.json");
         snprintf(out, sizeof out, "%s/out.gguf", fuzz_scratch());
-        spm_buf = fuzz_read_shared("models/stories260K/tokenizer.model", &spm_len);
         tc = fuzz_read_shared("models/stories260K/tokenizer_config.json", &tc_len);
-        if (cv_spm_parse(&spm, (const uint8_t *)spm_buf, spm_len, "tokenizer.model", &err) != 0) {
-            fprintf(stderr, "fuzz: %s\n", err.msg);
-            abort();
-        }
-        snprintf(mem_dir, sizeof mem_dir, "%s/mem", fuzz_scratch());
-        if (mkdir(mem_dir, 0700) != 0) {
-            perror("fuzz: mkdir");
-            abort();
-        }
+        fuzz_vocab_setup(&spm, mem_dir, sizeof mem_dir);
         ready = 1;
     }
     static const int outtypes[] = {CV_OUT_F16, CV_OUT_F32, CV_OUT_BF16, CV_OUT_Q8_0};

@@ -13,8 +13,7 @@
  * scratch model directory with (symlinks to) the real tokenizer.model and
  * config.json, then cv_vocab_add_kv_info — and both ways must agree on the
  * verdict and the number of KVs. */
-#include "convert/vocab.h"
-#include "fuzz_util.h"
+#include "fuzz_vocab.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,27 +23,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int ready;
-    static char *spm_buf, *cfg;
-    static size_t spm_len, cfg_len;
+    static char *cfg;
+    static size_t cfg_len;
     static cv_spm_model spm;
     static char mem_dir[4200];
     sm_err err;
     if (!ready) {
         fuzz_link_shared("models/stories260K/tokenizer.model", "tokenizer.model");
         fuzz_link_shared("models/stories260K/config.json", "config.json");
-        spm_buf = fuzz_read_shared("models/stories260K/tokenizer.model", &spm_len);
         cfg = fuzz_read_shared("models/stories260K/config.json", &cfg_len);
-        if (cv_spm_parse(&spm, (const uint8_t *)spm_buf, spm_len, "tokenizer.model", &err) != 0) {
-            fprintf(stderr, "fuzz: %s\n", err.msg);
-            abort();
-        }
-        /* the in-memory way looks for tokenizer.json / added_tokens.json in
-         * model_dir: an empty directory, as in the file way */
-        snprintf(mem_dir, sizeof mem_dir, "%s/mem", fuzz_scratch());
-        if (mkdir(mem_dir, 0700) != 0) {
-            perror("fuzz: mkdir");
-            abort();
-        }
+        fuzz_vocab_setup(&spm, mem_dir, sizeof mem_dir);
         ready = 1;
     }
     cv_vocab_opts vo = {NULL, 512, "llama"};
