@@ -21,6 +21,7 @@
 #include "mmf.h"
 
 #include "cpu.h"
+#include "simd_red.h"
 #include "types.h"
 
 #if defined(__x86_64__)
@@ -96,17 +97,6 @@ static void put(const mmf_job *j, int64_t r, int64_t t, float s)
 
 /* ------------------------------------------------------------ AVX-512 */
 
-/* _mm512_reduce_add_ps as gcc expands it (ops.c red16): halves, quarters,
- * then (q0+q2)+(q1+q3). */
-T512 static INL float red512(__m512 v)
-{
-    __m256 s = _mm256_add_ps(_mm512_extractf32x8_ps(v, 1), _mm512_castps512_ps256(v));
-    __m128 q = _mm_add_ps(_mm256_extractf128_ps(s, 1), _mm256_castps256_ps128(s));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    q = _mm_add_ss(q, _mm_movehdup_ps(q));
-    return _mm_cvtss_f32(q);
-}
-
 /* 16 weights from element l of a row (F16 when f16, else F32). */
 T512 static INL __m512 ldw512(const uint8_t *p, int64_t l, int f16)
 {
@@ -145,11 +135,22 @@ T512 static INL void tb16_tile512(const mmf_job *j, const uint8_t *w0, uint64_t 
                 acc[i][n] = _mm512_fmadd_ps(wv[i], xv, acc[i][n]);
         }
     }
+    if (RM == 4) {
+        /* four rows of one token are adjacent in y: reduced together */
+        UNROLL
+        for (int n = 0; n < RN; n++) {
+            __m128 v = simd_red512_x4_pack(simd_red512_x4(acc[0][n], acc[1][n], acc[2][n], acc[3][n]));
+            if (j->bias)
+                v = _mm_add_ps(v, _mm_loadu_ps(j->bias + r)); /* put(): s + bias[r] */
+            _mm_storeu_ps(j->y + (t + n) * j->ldy + r, v);
+        }
+        return;
+    }
     UNROLL
     for (int n = 0; n < RN; n++)
         UNROLL
         for (int i = 0; i < RM; i++)
-            put(j, r + i, t + n, red512(acc[i][n]));
+            put(j, r + i, t + n, simd_red512(acc[i][n]));
 }
 
 /* vdpbf16ps step operands: 32 BF16 weights as even/odd f32 lanes, and the
@@ -211,7 +212,7 @@ T512 static INL void tbbf_tile512(const mmf_job *j, const uint8_t *w0, uint64_t 
     for (int n = 0; n < RN; n++)
         UNROLL
         for (int i = 0; i < RM; i++)
-            put(j, r + i, t + n, red512(acc[i][n]));
+            put(j, r + i, t + n, simd_red512(acc[i][n]));
 }
 
 /* ggml_vec_dot_f16 / _f32 for RM rows and token t. */
@@ -258,7 +259,7 @@ T512 static INL void v64_rows512(const mmf_job *j, int64_t r, int64_t t, int f16
     UNROLL
     for (int i = 0; i < RM; i++) {
         const __m512 v = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][2]), _mm512_add_ps(s[i][1], s[i][3]));
-        const float vs = red512(v);
+        const float vs = simd_red512(v);
         if (mains) {
             mains[i] = vs;
         } else if (f16) {
@@ -307,8 +308,8 @@ T512 static INL void vbf_rows512(const mmf_job *j, int64_t r, int64_t t, int RM)
     for (int i = 0; i < RM; i++) {
         const uint16_t *h = (const uint16_t *)(const void *)wr[i];
         double sum = 0.0;
-        sum += (double)red512(c1[i]);
-        sum += (double)red512(c2[i]);
+        sum += (double)simd_red512(c1[i]);
+        sum += (double)simd_red512(c2[i]);
         for (int64_t k = l; k < K; k++) {
             uint32_t u = (uint32_t)h[k] << 16;
             float wf;
@@ -576,7 +577,7 @@ T512 static void run_kblocked512(const mmf_job *j, int f16, int64_t brows)
             }
             for (int64_t r = b0; r < b1; r++)
                 for (int n = 0; n < rn; n++)
-                    put(j, r, t + n, red512(_mm512_load_ps(acc + ((r - b0) * TB_RN + n) * 16)));
+                    put(j, r, t + n, simd_red512(_mm512_load_ps(acc + ((r - b0) * TB_RN + n) * 16)));
             t += rn;
         }
     }

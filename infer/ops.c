@@ -3,6 +3,7 @@
 #include "cpu.h"
 #include "fp16.h"
 #include "quants.h"
+#include "simd_red.h"
 #include "types.h"
 
 #include <math.h>
@@ -1175,17 +1176,6 @@ T_AVX512 static void expf16_512_store(const float *x, float *out)
     _mm512_storeu_ps(out, expf16_512(_mm512_loadu_ps(x)));
 }
 
-/* red16 of four blocks at once (lanes 0, 4, 8, 12 of the result), the
- * order of hsum512 on each: halves, quarters, then (t0+t2) + (t1+t3). */
-T_AVX512 static inline __m512 red16_x4(__m512 e0, __m512 e1, __m512 e2, __m512 e3)
-{
-    const __m512 t01 = _mm512_add_ps(_mm512_shuffle_f32x4(e0, e1, 0x44), _mm512_shuffle_f32x4(e0, e1, 0xEE));
-    const __m512 t23 = _mm512_add_ps(_mm512_shuffle_f32x4(e2, e3, 0x44), _mm512_shuffle_f32x4(e2, e3, 0xEE));
-    const __m512 u = _mm512_add_ps(_mm512_shuffle_f32x4(t01, t23, 0x88), _mm512_shuffle_f32x4(t01, t23, 0xDD));
-    const __m512 v = _mm512_add_ps(u, _mm512_permute_ps(u, 0x4E));
-    return _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1));
-}
-
 T_AVX512 static void softmax_512(float *s, int64_t n, float scale)
 {
     const __m512 sv = _mm512_set1_ps(scale);
@@ -1211,7 +1201,7 @@ T_AVX512 static void softmax_512(float *s, int64_t n, float scale)
             _mm512_mask_storeu_ps(s + b + 16 * k, m, e[k]);
         }
         float r[16];
-        _mm512_storeu_ps(r, red16_x4(e[0], e[1], e[2], e[3]));
+        _mm512_storeu_ps(r, simd_red512_x4(e[0], e[1], e[2], e[3]));
         /* blocks past n are all zeros: adding +0 to the (positive) sum
          * changes nothing */
         sum += (double)r[0];
