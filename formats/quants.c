@@ -761,6 +761,20 @@ int sm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
     if (n < 0 || n % ti->blck != 0)
         return SM_EINVAL;
     const uint8_t *in = src;
+    if (ti->blck > 1 && (uintptr_t)src % 8 != 0) {
+        /* The block structs hold fp16/float fields and are read in place
+         * only at an aligned address: the mapped tensor of a GGUF whose
+         * general.alignment is 1 or 2 need not be (fuzz_quantize found it).
+         * Such a row is decoded block by block from an aligned copy. */
+        _Alignas(8) uint8_t blk[512];
+        if (ti->size > sizeof blk)
+            return SM_ETYPE;
+        for (int64_t b = 0; b < n / ti->blck; b++) {
+            memcpy(blk, in + (uint64_t)b * ti->size, ti->size);
+            sm_dequantize_row(type, blk, dst + b * ti->blck, ti->blck);
+        }
+        return SM_OK;
+    }
     switch (type) {
     case SM_TYPE_F32:
         memcpy(dst, src, (size_t)n * sizeof(float));

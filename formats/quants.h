@@ -197,7 +197,9 @@ size_t sm_quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrow
 /* Decodes n elements of type from src (n a multiple of the block size) into
  * dst[n]. Types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1,
  * IQ4_NL, IQ4_XS, Q2_K..Q6_K, Q8_K. Returns 0, SM_ETYPE for another type,
- * SM_EINVAL for a bad n. Results equal ggml's dequantize_row_* bit for bit. */
+ * SM_EINVAL for a bad n. Results equal ggml's dequantize_row_* bit for bit.
+ * src may be at any address (a misaligned row is decoded through an
+ * aligned copy of each block). */
 int sm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 
 /* ------------------------------------------------------ per-type functions

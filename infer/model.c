@@ -56,6 +56,19 @@ static const gguf_tensor *find_tensor(const sm_model *m, const char *name, int64
     return i < 0 ? NULL : &m->gguf.tensors[i];
 }
 
+/* smelt-infer reads weights in place, through fp16/float fields of the block
+ * structs: their data must sit at a 4-byte aligned address. A GGUF keeps
+ * tensor data at multiples of general.alignment (32 unless set; llama.cpp
+ * writes 32), so only a file declaring an alignment of 1 or 2 can fail. */
+static int check_aligned(const sm_model *m, const char *name, const gguf_tensor *t, sm_err *err)
+{
+    if ((uintptr_t)t->data % 4 == 0)
+        return SM_OK;
+    return sm_err_set(err, SM_EFORMAT,
+                      "%s: tensor '%s': data at file offset %llu is not 4-byte aligned (general.alignment %u); smelt-infer reads weights in place",
+                      m->gguf.path, name, (unsigned long long)(m->gguf.data_offset + t->offset), m->gguf.alignment);
+}
+
 /* Binds a matrix tensor with ggml shape {n_in, n_out}. Returns 1 when bound,
  * 0 when absent and optional, <0 on error. */
 static int bind_weight(sm_model *m, const char *name, int64_t n_in, int64_t n_out, int required,
@@ -81,6 +94,9 @@ static int bind_weight(sm_model *m, const char *name, int64_t n_in, int64_t n_ou
     if (!ok || rb * (uint64_t)n_out != t->nbytes)
         return sm_err_set(err, SM_EFORMAT, "%s: tensor '%s': row length %lld does not fit type %s", m->gguf.path,
                           name, (long long)n_in, sm_type_name(t->type));
+    int rc = check_aligned(m, name, t, err);
+    if (rc)
+        return rc;
     int32_t act_blk = ops_act_block(ops_act_for_type(t->type));
     if (n_in % act_blk != 0)
         return sm_err_set(err, SM_EFORMAT, "%s: tensor '%s': row length %lld is not a multiple of %d", m->gguf.path,
@@ -116,6 +132,9 @@ static int bind_vec(sm_model *m, const char *name, int64_t n, int required, floa
     if (!ok || rb != t->nbytes)
         return sm_err_set(err, SM_EFORMAT, "%s: tensor '%s': %lld elements do not fit type %s", m->gguf.path, name,
                           (long long)n, sm_type_name(t->type));
+    int rc = check_aligned(m, name, t, err);
+    if (rc)
+        return rc;
     float *v = malloc((size_t)n * sizeof(float));
     if (!v)
         return sm_err_set(err, SM_ENOMEM, "%s: out of memory for '%s'", m->gguf.path, name);

@@ -585,6 +585,46 @@ Test(quants_simd, dequantizers_agree_with_scalar)
     free(b);
 }
 
+/* A GGUF declaring general.alignment 1 or 2 can put a tensor's blocks at an
+ * odd address of the map (fuzz_quantize's finding): sm_dequantize_row must
+ * decode them there with the bits it gives at an aligned address, for
+ * every block type (UBSan in the ASan build flags a misaligned read). */
+Test(quants_known, dequantize_at_any_address)
+{
+    static const uint32_t types[] = {SM_TYPE_Q4_0, SM_TYPE_Q4_1, SM_TYPE_Q5_0,  SM_TYPE_Q5_1,   SM_TYPE_Q8_0,
+                                     SM_TYPE_Q8_1, SM_TYPE_Q2_K, SM_TYPE_Q3_K,  SM_TYPE_Q4_K,   SM_TYPE_Q5_K,
+                                     SM_TYPE_Q6_K, SM_TYPE_Q8_K, SM_TYPE_IQ4_NL, SM_TYPE_IQ4_XS, SM_TYPE_F16};
+    const int64_t n = 256 * 3;
+    uint8_t *aligned = malloc(8192), *raw = malloc(8192 + 8);
+    float *a = malloc((size_t)n * sizeof(float)), *b = malloc((size_t)n * sizeof(float));
+    cr_assert(aligned && raw && a && b);
+    tc_rng r = {11};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const sm_type_info *info = sm_type_get(types[ti]);
+        const size_t bytes = (size_t)(n / info->blck) * info->size;
+        cr_assert_leq(bytes, 8192);
+        for (size_t i = 0; i < bytes; i++)
+            aligned[i] = (uint8_t)tc_rng_u64(&r);
+        /* scales as small finite fp16 values (0x1000-0x2fff): every value
+         * decoded is finite and comparable */
+        for (size_t blk = 0; blk < bytes / info->size; blk++)
+            for (size_t k = 1; k < info->size; k += 2)
+                if (types[ti] != SM_TYPE_Q8_K)
+                    aligned[blk * info->size + k] &= 0x2f;
+        cr_assert_eq(sm_dequantize_row(types[ti], aligned, a, n), 0, "%s", info->name);
+        for (size_t off = 1; off < 8; off++) {
+            memcpy(raw + off, aligned, bytes);
+            memset(b, 0xff, (size_t)n * sizeof(float));
+            cr_assert_eq(sm_dequantize_row(types[ti], raw + off, b, n), 0, "%s", info->name);
+            cr_assert(memcmp(a, b, (size_t)n * sizeof(float)) == 0, "%s at offset %zu", info->name, off);
+        }
+    }
+    free(aligned);
+    free(raw);
+    free(a);
+    free(b);
+}
+
 /* ------------------------------------------------------------ round-trip error */
 
 typedef struct rms_bound {

@@ -917,3 +917,25 @@ Test(infer_regressions, nan_activations_in_expf)
     }
     free(buf);
 }
+
+/* general.alignment 1 (fuzz_quantize's finding, also a valid GGUF for
+ * llama.cpp's reader): the weights sit at odd addresses, and smelt-infer,
+ * which computes on them in place through fp16/float fields, refuses the
+ * file with the tensor, the file offset and the declared alignment. */
+Test(infer_regressions, unaligned_tensor_data_refused)
+{
+    size_t len;
+    uint8_t *buf = ts_read("tests/fuzz/regressions/quantize/misaligned-q4_0-alignment-1.gguf", &len);
+    cr_assert_not_null(buf, "run from the repository root");
+    gguf_file g;
+    sm_err err;
+    cr_assert_eq(gguf_parse(&g, buf, len, "alignment-1.gguf", &err), 0, "%s", err.msg);
+    cr_assert_eq(g.alignment, 1);
+    sm_model m;
+    int rc = model_load_gguf(&m, &g, &err); /* g is closed either way */
+    cr_assert_eq(rc, SM_EFORMAT, "rc %d: %s", rc, err.msg);
+    cr_assert(strstr(err.msg, "tensor 'token_embd.weight': data at file offset 3677 is not 4-byte aligned "
+                              "(general.alignment 1)"),
+              "%s", err.msg);
+    free(buf);
+}

@@ -2,12 +2,14 @@
  * llama-quantize's reference files, byte for byte, and its refusals. */
 #include "gguf.h"
 #include "imatrix.h"
+#include "quants.h"
 #include "support.h"
 #include "types.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,6 +251,41 @@ Test(quantize_cli, requantize_needs_flag)
     cr_assert_eq(gguf_get_u32(&g, "general.file_type", &ft, &err), 0);
     cr_assert_eq(ft, 7);
     gguf_close(&g);
+}
+
+/* Fuzz finding (tests/fuzz/regressions/quantize/): general.alignment 1 put
+ * the Q4_0 tensor blk.3.ffn_up.weight at an odd file offset, and widening it
+ * read its fp16 scales misaligned (UBSan under `make test MODE=asan`).
+ * Requantized to Q8_0 now, its values stay the Q4_0 ones within Q8_0's
+ * rounding. */
+Test(quantize_cli, misaligned_blocks_from_alignment_1)
+{
+    char out[PATH_MAX], *log = NULL;
+    const char *in = "tests/fuzz/regressions/quantize/misaligned-q4_0-alignment-1.gguf";
+    snprintf(out, sizeof out, "%s/mis.gguf", tmp);
+    int st = ts_run(&log, "'%s' -q --allow-requantize '%s' '%s' Q8_0 1", bin, in, out);
+    cr_assert_eq(st, 0, "%s", log);
+    free(log);
+    gguf_file gi, go;
+    sm_err err = {0};
+    cr_assert_eq(gguf_open(&gi, in, &err), 0, "%s", err.msg);
+    cr_assert_eq(gguf_open(&go, out, &err), 0, "%s", err.msg);
+    const gguf_tensor *ti = &gi.tensors[gguf_find_tensor(&gi, "blk.3.ffn_up.weight")];
+    const gguf_tensor *to = &go.tensors[gguf_find_tensor(&go, "blk.3.ffn_up.weight")];
+    cr_assert_eq(ti->type, SM_TYPE_Q4_0);
+    cr_assert_eq((uintptr_t)ti->data % 2, 1, "the finding's point: blocks at an odd address");
+    cr_assert_eq(to->type, SM_TYPE_Q8_0);
+    float a[128], b[128];
+    cr_assert_eq(sm_dequantize_row(ti->type, ti->data, a, 128), 0);
+    cr_assert_eq(sm_dequantize_row(to->type, to->data, b, 128), 0);
+    float amax = 0.0f;
+    for (int i = 0; i < 128; i++)
+        amax = fabsf(a[i]) > amax ? fabsf(a[i]) : amax;
+    cr_assert_gt(amax, 0.0f);
+    for (int i = 0; i < 128; i++)
+        cr_assert_leq(fabsf(a[i] - b[i]), amax / 100.0f, "element %d: %g vs %g", i, (double)a[i], (double)b[i]);
+    gguf_close(&gi);
+    gguf_close(&go);
 }
 
 Test(quantize_cli, output_collisions_and_force)
