@@ -216,9 +216,10 @@ T512 static INL void tbbf_tile512(const mmf_job *j, const uint8_t *w0, uint64_t 
 }
 
 /* ggml_vec_dot_f16 / _f32 for RM rows and token t. */
-/* ggml_vec_dot_f16/f32 for RM rows and token t. With mains != NULL only the
- * 64-element steps and their reduction: mains[i] gets row r+i's partial sum
- * and the tail is left to run_vtail512. */
+/* ggml_vec_dot_f16/f32 for RM rows and token t over the 64-element steps
+ * and their reduction; K % 64 == 0 when called from the row tables. With
+ * mains != NULL the partial sums go to mains[i] and run_vtail512 adds the
+ * tail. */
 T512 static INL void v64_rows512(const mmf_job *j, int64_t r, int64_t t, int f16, int RM, float *mains)
 {
     const int64_t K = j->K, np = K & ~(int64_t)63;
@@ -260,21 +261,13 @@ T512 static INL void v64_rows512(const mmf_job *j, int64_t r, int64_t t, int f16
     for (int i = 0; i < RM; i++) {
         const __m512 v = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][2]), _mm512_add_ps(s[i][1], s[i][3]));
         const float vs = simd_red512(v);
-        if (mains) {
+        /* no tail here: rows with K % 64 != 0 go through run_vtail512,
+         * which takes mains and finishes them (for F16, (float)(double)vs
+         * is vs) */
+        if (mains)
             mains[i] = vs;
-        } else if (f16) {
-            const uint16_t *h = (const uint16_t *)(const void *)wr[i];
-            double sum = (double)vs;
-            for (int64_t k = np; k < K; k++)
-                sum += (double)(_cvtsh_ss(h[k]) * x[k]);
-            put(j, r + i, t, (float)sum);
-        } else {
-            const float *f = (const float *)(const void *)wr[i];
-            float sum = vs;
-            for (int64_t k = np; k < K; k++)
-                sum = fmaf(f[k], x[k], sum);
-            put(j, r + i, t, sum);
-        }
+        else
+            put(j, r + i, t, vs);
     }
 }
 
