@@ -54,6 +54,9 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
 TEST_SUPPORT_OBJS := $(TEST_SUPPORT:%.c=$(BUILD)/obj/%.o)
+# an archive, so a suite pulls only the helpers it calls (support_infer.o
+# needs libsmelt-infer, which most suites do not link)
+TEST_SUPPORT_LIB := $(BUILD)/libsmelt-testsupport.a
 test_module = $(word 1,$(subst _, ,$(patsubst test_%,%,$(1))))
 
 .PHONY: all deps test demo fuzz fuzz-build clean bench
@@ -80,7 +83,11 @@ $(BUILD)/smelt-%: $(BUILD)/obj/%/main.o $$(call tool_libs,$$*) $(FORMATS_LIB)
 $(BUILD)/smelt-build: $(BUILD)/obj/recipe/main.o $(call tool_libs,recipe) $(FORMATS_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJS) $$(call tool_libs,$$(call test_module,$$*)) $(FORMATS_LIB)
+$(TEST_SUPPORT_LIB): $(TEST_SUPPORT_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_LIB) $$(call tool_libs,$$(call test_module,$$*)) $(FORMATS_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
 

@@ -7,6 +7,7 @@
 #include "infer/ops.h"
 #include "infer/tokenizer.h"
 #include "support.h"
+#include "support_infer.h"
 #include "types.h"
 
 #include <criterion/criterion.h>
@@ -29,30 +30,6 @@ static json_t *load_json(const char *path)
     json_t *j = json_load_file(path, 0, &je);
     cr_assert_not_null(j, "%s: %s", path, je.text);
     return j;
-}
-
-static void load_model(sm_model *m, const char *path)
-{
-    sm_err err = {0};
-    int rc = model_load(m, path, &err);
-    cr_assert_eq(rc, 0, "%s: %s", path, err.msg);
-}
-
-/* Tokenizes a text file as llama-perplexity does (BOS added, no special
- * parsing). */
-static int32_t *tokenize_text(const sm_model *m, const char *path, size_t *n)
-{
-    sm_err err = {0};
-    tok_vocab *v = NULL;
-    cr_assert_eq(tok_load(&v, &m->gguf, &err), 0, "%s", err.msg);
-    char *text = NULL;
-    uint64_t len = 0;
-    cr_assert_eq(sm_read_file(path, 1u << 30, &text, &len, &err), 0, "%s", err.msg);
-    int32_t *ids = NULL;
-    cr_assert_eq(tok_encode(v, text, (size_t)len, true, false, &ids, n, &err), 0, "%s", err.msg);
-    free(text);
-    tok_free(v);
-    return ids;
 }
 
 /* Finds the run for file in a perplexity.json / kld.json "runs" array
@@ -105,9 +82,9 @@ static void check_ppl(const char *model_dir, const char *file, int chunks, doubl
     json_t *run = find_run(json_object_get(j, "runs"), file, "tinystories-valid.txt");
     cr_assert_not_null(run, "%s not in %s", file, jpath);
     sm_model m;
-    load_model(&m, mpath);
+    ts_load_model(&m, mpath);
     size_t n = 0;
-    int32_t *ids = tokenize_text(&m, ts_path("text/tinystories-valid.txt"), &n);
+    int32_t *ids = ts_tokenize_file(&m, ts_path("text/tinystories-valid.txt"), &n);
     cr_assert_eq(n, 15555, "llama-tokenize gives 15,555 tokens, got %zu", n);
     sm_ppl_opts o = {128, 128, chunks, 2, NULL, NULL};
     sm_ppl_result r;
@@ -148,12 +125,12 @@ Test(infer_ppl, qwen2_tiny_f16_10_chunks)
     json_t *run = json_object_get(json_object_get(j, "runs"), "convert-f16.gguf");
     cr_assert_not_null(run);
     sm_model m;
-    load_model(&m, REF("qwen2-tiny", "convert-f16.gguf"));
+    ts_load_model(&m, REF("qwen2-tiny", "convert-f16.gguf"));
     cr_assert_eq(m.hp.arch, SM_ARCH_QWEN2);
     cr_assert_eq(m.hp.rope_neox, 1);
     cr_assert_not_null(m.layers[0].bq);
     size_t n = 0;
-    int32_t *ids = tokenize_text(&m, REF("qwen2-tiny", "wiki.test.raw.head40k"), &n);
+    int32_t *ids = ts_tokenize_file(&m, REF("qwen2-tiny", "wiki.test.raw.head40k"), &n);
     sm_ppl_opts o = {128, 128, 10, 2, NULL, NULL};
     sm_ppl_result r;
     sm_err err = {0};
@@ -188,7 +165,7 @@ static void check_kld(const char *model_dir, const char *file, int exact)
     json_t *run = find_run(json_object_get(j, "runs"), file, NULL);
     cr_assert_not_null(run);
     sm_model m;
-    load_model(&m, mpath);
+    ts_load_model(&m, mpath);
     sm_kld_base b;
     sm_err err = {0};
     cr_assert_eq(kld_base_open(&b, base, &err), 0, "%s", err.msg);
@@ -247,9 +224,9 @@ Test(infer_kld, stories260K_bf16_sharded) { check_kld("stories260K", "convert-sh
 Test(infer_kld, writes_llama_cpp_base_file)
 {
     sm_model m;
-    load_model(&m, REF("tinystories-3m", "convert-f16.gguf"));
+    ts_load_model(&m, REF("tinystories-3m", "convert-f16.gguf"));
     size_t n = 0;
-    int32_t *ids = tokenize_text(&m, ts_path("text/tinystories-valid.txt"), &n);
+    int32_t *ids = ts_tokenize_file(&m, ts_path("text/tinystories-valid.txt"), &n);
     char *dir = ts_tmpdir();
     char out[1200];
     snprintf(out, sizeof out, "%s/base.bin", dir);
@@ -315,7 +292,7 @@ static void check_generate(const char *model_dir)
         if (!ts_exists(mpath))
             continue; /* qwen2-tiny lists runs of files that are not shipped */
         sm_model m;
-        load_model(&m, mpath);
+        ts_load_model(&m, mpath);
         json_t *pj = json_object_get(run, "prompt_ids"), *gj = json_object_get(run, "generated_ids");
         int32_t prompt[64];
         int32_t np = (int32_t)json_array_size(pj), ng = (int32_t)json_array_size(gj);
@@ -394,7 +371,7 @@ Test(infer_generate, qwen2_tiny_greedy_matches_llama_cpp) { check_generate("qwen
 Test(infer_generate, same_seed_same_tokens)
 {
     sm_model m;
-    load_model(&m, REF("stories260K", "convert-f16.gguf"));
+    ts_load_model(&m, REF("stories260K", "convert-f16.gguf"));
     int32_t prompt[] = {1, 403, 407, 261, 378};
     int32_t out[2][32];
     sm_err err = {0};
@@ -420,7 +397,7 @@ Test(infer_generate, same_seed_same_tokens)
 Test(infer_forward, batch_and_threads_agree)
 {
     sm_model m;
-    load_model(&m, REF("tinystories-3m", "Q4_K_M.gguf"));
+    ts_load_model(&m, REF("tinystories-3m", "Q4_K_M.gguf"));
     int32_t toks[40];
     for (int i = 0; i < 40; i++)
         toks[i] = (i * 37 + 5) % 512;
@@ -463,7 +440,7 @@ static void count_hook(void *user, const char *name, const float *x, int32_t n_t
 Test(infer_forward, matmul_hook_sees_every_product)
 {
     sm_model m;
-    load_model(&m, REF("tinystories-3m", "convert-f16.gguf"));
+    ts_load_model(&m, REF("tinystories-3m", "convert-f16.gguf"));
     sm_err err = {0};
     sm_ctx c;
     cr_assert_eq(ctx_init(&c, &m, 16, 16, 2, &err), 0);
@@ -484,7 +461,7 @@ Test(infer_forward, matmul_hook_sees_every_product)
 Test(infer_model, weights_are_views_into_the_map)
 {
     sm_model m;
-    load_model(&m, REF("stories260K", "convert-f16.gguf"));
+    ts_load_model(&m, REF("stories260K", "convert-f16.gguf"));
     cr_assert_eq(m.hp.n_layer, 5);
     cr_assert_eq(m.hp.n_head, 8);
     cr_assert_eq(m.hp.n_head_kv, 4);
@@ -643,7 +620,7 @@ Test(infer_errors, malformed_models)
 Test(infer_errors, short_text_and_large_context)
 {
     sm_model m;
-    load_model(&m, REF("stories260K", "convert-f16.gguf"));
+    ts_load_model(&m, REF("stories260K", "convert-f16.gguf"));
     int32_t toks[300];
     for (int i = 0; i < 300; i++)
         toks[i] = 1 + i % 500;
@@ -694,7 +671,7 @@ Test(infer_errors, bad_logits_files)
     }
     /* vocabulary mismatch: qwen2 model against a 512-token base */
     sm_model m;
-    load_model(&m, REF("qwen2-tiny", "convert-f16.gguf"));
+    ts_load_model(&m, REF("qwen2-tiny", "convert-f16.gguf"));
     sm_kld_base kb;
     sm_err err = {0};
     cr_assert_eq(kld_base_open(&kb, REF("stories260K", "kld-base.bin"), &err), 0, "%s", err.msg);
@@ -875,7 +852,7 @@ Test(infer_kernels, simd_and_portable_agree_bit_for_bit)
 Test(infer_forward, kv_cache_is_f16_like_llama_cpp)
 {
     sm_model m;
-    load_model(&m, REF("tinystories-3m", "Q4_K_M.gguf"));
+    ts_load_model(&m, REF("tinystories-3m", "Q4_K_M.gguf"));
     sm_err err = {0};
     sm_ctx c;
     cr_assert_eq(ctx_init(&c, &m, 128, 32, 1, &err), 0, "%s", err.msg);

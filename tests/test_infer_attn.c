@@ -12,6 +12,7 @@
 #include "infer/tokenizer.h"
 #include "fp16.h"
 #include "support.h"
+#include "support_infer.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -319,13 +320,6 @@ Test(attn_kernels, softmax_every_level)
 
 /* ------------------------------------------------ the forward pass */
 
-static void load_model(sm_model *m, const char *rel)
-{
-    sm_err err = {0};
-    int rc = model_load(m, ts_path(rel), &err);
-    cr_assert_eq(rc, 0, "%s: %s", rel, err.msg);
-}
-
 /* Logits of a 70-token batch then 5 single tokens (all rows requested),
  * on n_threads threads at the given CPU level. */
 /* Logit rows of the 70-token batch that eval_logits keeps. Under the
@@ -383,7 +377,7 @@ Test(attn_forward, levels_and_threads_agree)
     int levels = n_levels();
     for (size_t mi = 0; mi < n_models; mi++) {
         sm_model m;
-        load_model(&m, models[mi]);
+        ts_load_model(&m, ts_path(models[mi]));
         const size_t sz = (size_t)EVAL_ROWS * (size_t)m.hp.n_vocab;
         float *ref = malloc(sz * sizeof(float)), *got = malloc(sz * sizeof(float));
         cr_assert(ref && got);
@@ -523,27 +517,12 @@ Test(attn_pool, teardown_right_after_creation)
  * ASan (~10x slower) only the first 40 chunks' running value is checked:
  * the same kernels and split run, at a cost the sanitizer job can carry. */
 
-static int32_t *tokenize_file(const sm_model *m, const char *path, size_t *n)
-{
-    sm_err err = {0};
-    tok_vocab *v = NULL;
-    cr_assert_eq(tok_load(&v, &m->gguf, &err), 0, "%s", err.msg);
-    char *text = NULL;
-    uint64_t len = 0;
-    cr_assert_eq(sm_read_file(path, 1u << 30, &text, &len, &err), 0, "%s", err.msg);
-    int32_t *ids = NULL;
-    cr_assert_eq(tok_encode(v, text, (size_t)len, true, false, &ids, n, &err), 0, "%s", err.msg);
-    free(text);
-    tok_free(v);
-    return ids;
-}
-
 Test(attn_ppl, stories260K_f32_wikitext2_whole_file_c512)
 {
     sm_model m;
-    load_model(&m, "reference/stories260K/convert-f32.gguf");
+    ts_load_model(&m, ts_path("reference/stories260K/convert-f32.gguf"));
     size_t n = 0;
-    int32_t *ids = tokenize_file(&m, ts_path("text/wiki.test.raw"), &n);
+    int32_t *ids = ts_tokenize_file(&m, ts_path("text/wiki.test.raw"), &n);
     cr_assert_eq(n, 809290, "the text tokenizes to %zu tokens", n);
 #if defined(__SANITIZE_ADDRESS__)
     const int chunks = 40;
@@ -573,9 +552,9 @@ Test(attn_ppl, stories260K_f32_wikitext2_whole_file_c512)
 Test(attn_ppl, stories260K_f16_wikitext2_40_chunks_c512)
 {
     sm_model m;
-    load_model(&m, "reference/stories260K/convert-f16.gguf");
+    ts_load_model(&m, ts_path("reference/stories260K/convert-f16.gguf"));
     size_t n = 0;
-    int32_t *ids = tokenize_file(&m, ts_path("text/wiki.test.raw"), &n);
+    int32_t *ids = ts_tokenize_file(&m, ts_path("text/wiki.test.raw"), &n);
     cr_assert_eq(n, 809290);
     sm_ppl_opts o = {512, 512, 40, 2, NULL, NULL};
     sm_ppl_result r;
