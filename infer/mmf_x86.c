@@ -21,6 +21,7 @@
 #include "mmf.h"
 
 #include "cpu.h"
+#include "ops.h"
 #include "simd_red.h"
 #include "types.h"
 
@@ -376,8 +377,8 @@ static const rows_fn vbf512_tab[V_RM] = {vbf512_1, vbf512_2, vbf512_3, vbf512_4}
 
 /* ---- ggml_vec_dot_f16/f32 rows with a tail (K % 64 != 0). The reference
  * finishes each output with a sequential chain over the last K % 64
- * elements (an fma chain for F32, double adds of rounded products for
- * F16): 4 cycles of latency per element and output, which made a 172-wide
+ * elements (adds of rounded products then an fma chain for F32, see
+ * ops_dot_vf32; double adds of rounded products for F16): 4 cycles of latency per element and output, which made a 172-wide
  * FFN-down row cost ~20x its 128-element main part. Here each output is a
  * lane: the tail of 16 rows is transposed once per row group, and 4 tokens
  * run side by side, so the chain runs at fma throughput with every lane's
@@ -433,7 +434,16 @@ T512 static void run_vtail512(const mmf_job *j, int f16)
                 UNROLL
                 for (int u = 0; u < VT_TOK; u++)
                     acc[u] = _mm512_load_ps(mains[u]);
-                for (int64_t k = 0; k < nt; k++) {
+                /* rounded products added in order, then the fused
+                 * remainder (see ops_dot_vf32) */
+                const int64_t nm = ops_vf32_fma_from(K) - np;
+                for (int64_t k = 0; k < nm; k++) {
+                    const __m512 w = _mm512_load_ps(tw + k * 16);
+                    UNROLL
+                    for (int u = 0; u < VT_TOK; u++)
+                        acc[u] = _mm512_add_ps(acc[u], _mm512_mul_ps(w, _mm512_set1_ps(xt[u][k])));
+                }
+                for (int64_t k = nm; k < nt; k++) {
                     const __m512 w = _mm512_load_ps(tw + k * 16);
                     UNROLL
                     for (int u = 0; u < VT_TOK; u++)
@@ -724,8 +734,12 @@ T256 static INL void v64_row256(const mmf_job *j, int64_t r, int64_t t, int f16)
         put(j, r, t, (float)sum);
     } else {
         const float *f = (const float *)(const void *)wr;
+        const int64_t nf = ops_vf32_fma_from(K);
         float sum = vs;
-        for (int64_t k = np; k < K; k++)
+        int64_t k = np;
+        for (; k < nf; k++)
+            sum += f[k] * x[k]; /* rounded product, then add (see ops_dot_vf32) */
+        for (; k < K; k++)
             sum = fmaf(f[k], x[k], sum);
         put(j, r, t, sum);
     }

@@ -81,8 +81,12 @@ float ops_dot_tb16_hf(const uint16_t *h, const float *f, const float *b, int64_t
 void ops_f16_row(const uint16_t *h, float *f, int64_t n);
 /* ggml_vec_dot_f16 (AVX-512): 4x16 lanes over n & ~63, tail in double. */
 float ops_dot_vf16(const float *a, const float *b, int64_t n);
-/* ggml_vec_dot_f32 (AVX-512): as vf16 but the tail fused into an f32 sum. */
+/* ggml_vec_dot_f32 (AVX-512): as vf16, then the tail into an f32 sum the
+ * way the reference build compiled it: elements [n & ~63, n & ~7) as a
+ * rounded product added in order, the last n % 8 fused (fma). */
 float ops_dot_vf32(const float *a, const float *b, int64_t n);
+/* Where ggml_vec_dot_f32's fused (fma) tail starts: see ops_dot_vf32. */
+static inline int64_t ops_vf32_fma_from(int64_t n) { return n & ~(int64_t)7; }
 /* tinyBLAS<32> for BF16 on an AVX512-BF16 CPU (the reference machine):
  * 16 lanes of vdpbf16ps over 32-element steps, n a multiple of 32. */
 float ops_dot_tb32bf(const float *a, const float *b, int64_t n);

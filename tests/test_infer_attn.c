@@ -512,10 +512,12 @@ Test(attn_pool, teardown_right_after_creation)
 /* ------------------------------------ whole-file perplexity (CI guard)
  *
  * stories260K F32 on the whole WikiText-2 test file at -c 512 (1580
- * chunks), the run `smelt-infer perplexity -c 512 -t 2` makes: its final
- * estimate, recorded before the attention rewrite, must not move. Under
- * ASan (~10x slower) only the first 40 chunks' running value is checked:
- * the same kernels and split run, at a cost the sanitizer job can carry. */
+ * chunks), the run `smelt-infer perplexity -c 512 -t 2` makes. The values
+ * are llama-perplexity c392e5094's on the same file and flags (it printed
+ * every one of the 1580 running values smelt computes, to 4 decimals).
+ * Under ASan (~10x slower) only the first 40 chunks' running value is
+ * checked: the same kernels and split run, at a cost the sanitizer job can
+ * carry. */
 
 Test(attn_ppl, stories260K_f32_wikitext2_whole_file_c512)
 {
@@ -526,10 +528,10 @@ Test(attn_ppl, stories260K_f32_wikitext2_whole_file_c512)
     cr_assert_eq(n, 809290, "the text tokenizes to %zu tokens", n);
 #if defined(__SANITIZE_ADDRESS__)
     const int chunks = 40;
-    const double want = 130.0646;
+    const double want = 130.0652;
 #else
     const int chunks = -1;
-    const double want = 127.5572, want_err = 0.74872;
+    const double want = 127.5575, want_err = 0.74873;
 #endif
     sm_ppl_opts o = {512, 512, chunks, 2, NULL, NULL};
     sm_ppl_result r;
@@ -541,7 +543,7 @@ Test(attn_ppl, stories260K_f32_wikitext2_whole_file_c512)
     cr_expect_lt(fabs(r.ppl_err - want_err), 5.01e-6, "error %.6f, recorded %.5f", r.ppl_err, want_err);
 #endif
     /* the running value after 40 chunks, as printed by the CLI */
-    cr_expect_lt(fabs(r.chunk_ppl[39] - 130.0646), 5.01e-5, "[40] %.5f", r.chunk_ppl[39]);
+    cr_expect_lt(fabs(r.chunk_ppl[39] - 130.0652), 5.01e-5, "[40] %.5f", r.chunk_ppl[39]);
     ppl_result_free(&r);
     free(ids);
     model_free(&m);

@@ -167,7 +167,9 @@ TestSuite(mmf, .init = init);
 static void sweep(uint32_t type)
 {
     const int32_t toks[] = {1, 2, 3, 5, 16, 33};
-    const int64_t ks[] = {16, 32, 63, 64, 100, 172, 2048};
+    /* vec_dot tails (K % 64) of 63 (56 added + 7 fused for F32), 71 (7
+     * fused), 72 (8 added), 88 (24 added), 100 (32 + 4), 172 (40 + 4) */
+    const int64_t ks[] = {16, 32, 63, 64, 71, 72, 88, 100, 172, 2048};
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
         for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++)
             for (int b = 0; b < 2; b++) {
@@ -212,6 +214,53 @@ Test(mmf, bf16_subnormal_products)
     check(SM_TYPE_BF16, 100, 3, 9, 1, 9, 0);
     check(SM_TYPE_F16, 128, 3, 9, 1, 9, 0);
     tiny_only = 0;
+}
+
+/* ggml_vec_dot_f32's tail as the reference build compiled it: products of
+ * elements [K & ~63, K & ~7) are rounded before they are added, the last
+ * K % 8 are fused. A planted pair tells them apart: -(1 + 2^-11) first,
+ * then (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24 at position p. Rounded, the
+ * product is 1 + 2^-11 (a tie, to even) and the sum 0; fused, 2^-24. */
+Test(mmf, f32_tail_rounds_then_fuses)
+{
+    const int64_t ks[] = {71, 100, 127, 172};
+    const float one = 1.0f + 0x1p-12f;
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        const int64_t K = ks[ki], np = K & ~(int64_t)63, nf = K & ~(int64_t)7;
+        float w[4][172], x[2][172], y[2][4], scratch[4 * 172 + 16];
+        for (int64_t p = np + 1; p < K; p++) {
+            memset(w, 0, sizeof w);
+            memset(x, 0, sizeof x);
+            for (int r = 0; r < 4; r++) {
+                w[r][np] = -(1.0f + 0x1p-11f);
+                w[r][p] = one;
+            }
+            for (int t = 0; t < 2; t++) {
+                x[t][np] = 1.0f;
+                x[t][p] = one;
+            }
+            const float want = p < nf ? 0.0f : 0x1p-24f;
+            ops_force_portable(1);
+            cr_assert_eq(ops_dot_vf32(w[0], x[0], K), want, "K=%ld p=%ld: %a", (long)K, (long)p,
+                         (double)ops_dot_vf32(w[0], x[0], K));
+            const int levels[3] = {CPU_AVX512, CPU_AVX2, CPU_PORTABLE};
+            for (int li = 0; li < 3; li++) {
+                cpu_force_level(levels[li]);
+                ops_force_portable(levels[li] == CPU_PORTABLE);
+                /* K % 16 != 0 or one token: always the vec_dot kernel */
+                const int32_t n_tok = K % 16 ? 2 : 1;
+                memset(y, 0xff, sizeof y);
+                mmf_rows(SM_TYPE_F32, (const uint8_t *)w, sizeof w[0], K, 0, 4, x[0], 172, n_tok, y[0], 4, NULL,
+                         scratch);
+                for (int t = 0; t < n_tok; t++)
+                    for (int r = 0; r < 4; r++)
+                        cr_assert_eq(y[t][r], want, "K=%ld p=%ld level %d y[%d][%d] = %a", (long)K, (long)p,
+                                     levels[li], t, r, (double)y[t][r]);
+            }
+            cpu_force_level(-1);
+            ops_force_portable(0);
+        }
+    }
 }
 
 Test(mmf, scratch_covers_four_rows) { cr_assert_geq(mmf_scratch_floats(100), 400); }
