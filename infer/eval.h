@@ -103,22 +103,39 @@ void kld_print(FILE *f, const sm_kld_result *r);
 
 /* ------------------------------------------------------------ sampling */
 
+/* One candidate token of the sampler chain (llama_token_data). */
+typedef struct sm_cand {
+    int32_t id;
+    float logit;
+    float p;
+} sm_cand;
+
+/* llama.cpp's default chain (see sample.c): top-k, top-p, min-p,
+ * temperature, then a draw from std::mt19937 seeded with the low 32 bits
+ * of the seed, as std::discrete_distribution makes it. */
 typedef struct sm_sampler {
     float temp;             /* <= 0: greedy */
-    int32_t top_k;          /* <= 0: off */
+    int32_t top_k;          /* <= 0: the whole vocabulary */
     float top_p;            /* >= 1: off */
     float min_p;            /* <= 0: off */
-    uint64_t rng;           /* xorshift state, from the seed */
-    int32_t *idx;           /* [n_vocab] scratch (owned) */
-    float *p;               /* [n_vocab] scratch (owned) */
+    uint32_t mt[624];       /* std::mt19937 state */
+    int32_t mti;            /* next state word to temper */
+    sm_cand *cand;          /* [n_vocab] candidates, best first (owned) */
+    double *cp;             /* [n_vocab] cumulative probabilities (owned) */
     int32_t n_vocab;
 } sm_sampler;
 
+/* Sets up *s for n_vocab tokens; on error (SM_EINVAL, SM_ENOMEM) *s holds
+ * nothing to free. */
 int sampler_init(sm_sampler *s, int32_t n_vocab, float temp, int32_t top_k, float top_p, float min_p,
                  uint64_t seed, sm_err *err);
 void sampler_free(sm_sampler *s);
-/* Picks a token from logits[n_vocab]; greedy = first index of the maximum. */
+/* Picks a token from logits[n_vocab]; greedy (temp <= 0) = first index of
+ * the maximum. Each call with two or more candidates left draws twice from
+ * the generator, as llama.cpp does. */
 int32_t sampler_sample(sm_sampler *s, const float *logits);
+/* The generator's next 32-bit output (for tests: std::mt19937's). */
+uint32_t sampler_mt_next(sm_sampler *s);
 
 /* ------------------------------------------------------------ generation */
 

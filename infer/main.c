@@ -410,8 +410,11 @@ static int cmd_generate(const opts *o)
         return fail(o->model, &err);
     if (tok_encode(v, o->prompt, strlen(o->prompt), true, true, &ids, &n, &err))
         goto out;
-    uint64_t seed = o->seed_set ? o->seed : (uint64_t)time(NULL);
-    if (!o->seed_set)
+    /* as llama.cpp: no seed, or 0xFFFFFFFF (LLAMA_DEFAULT_SEED, which
+     * --seed -1 also becomes), means a fresh one, printed for replay */
+    const int fresh = !o->seed_set || (uint32_t)o->seed == 0xFFFFFFFFu;
+    uint64_t seed = fresh ? (uint32_t)time(NULL) : o->seed;
+    if (fresh)
         fprintf(stderr, "%s: seed %llu\n", prog, (unsigned long long)seed);
     if (sampler_init(&s, m.hp.n_vocab, o->temp, o->top_k, o->top_p, o->min_p, seed, &err))
         goto out;

@@ -1,19 +1,62 @@
+/* sample.c — llama.cpp's default sampler chain, draw for draw.
+ *
+ * llama-cli (c392e5094) with default settings samples through top-k → top-p
+ * → min-p → temperature → dist (penalties, DRY, typical-p and XTC are in
+ * the chain but inactive at their defaults). Each step is written here with
+ * the same float operations in the same order, and the draw uses the same
+ * generator and mapping as libstdc++'s std::discrete_distribution over
+ * std::mt19937, so one seed gives llama-cli's tokens. */
 #include "eval.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* splitmix64 seeding + xorshift64*: small, deterministic for a given seed */
-static uint64_t rng_next(uint64_t *s)
+/* ------------------------------------------------------------ std::mt19937 */
+
+enum { MT_N = 624, MT_M = 397 };
+
+static void mt_seed(sm_sampler *s, uint32_t seed)
 {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
+    s->mt[0] = seed;
+    for (int i = 1; i < MT_N; i++)
+        s->mt[i] = 1812433253u * (s->mt[i - 1] ^ (s->mt[i - 1] >> 30)) + (uint32_t)i;
+    s->mti = MT_N;
 }
+
+static uint32_t mt_next(sm_sampler *s)
+{
+    if (s->mti >= MT_N) {
+        /* in place and in order, as the reference algorithm: entries past
+         * MT_N - MT_M read already twisted ones */
+        for (int i = 0; i < MT_N; i++) {
+            const uint32_t y = (s->mt[i] & 0x80000000u) | (s->mt[(i + 1) % MT_N] & 0x7fffffffu);
+            s->mt[i] = s->mt[(i + MT_M) % MT_N] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+        }
+        s->mti = 0;
+    }
+    uint32_t y = s->mt[s->mti++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    y ^= y >> 18;
+    return y;
+}
+
+uint32_t sampler_mt_next(sm_sampler *s) { return mt_next(s); }
+
+/* libstdc++'s generate_canonical<double, 53>: two 32-bit draws, low first,
+ * summed in double (x1 + x2 * 2^32 rounds once to 53 bits) and scaled by
+ * 2^-64; a result that rounds up to 1 becomes the largest double below 1. */
+static double mt_canonical(sm_sampler *s)
+{
+    double sum = (double)mt_next(s);
+    sum += (double)mt_next(s) * 4294967296.0;
+    const double r = sum / 18446744073709551616.0;
+    return r >= 1.0 ? nextafter(1.0, 0.0) : r;
+}
+
+/* ------------------------------------------------------------------ set up */
 
 int sampler_init(sm_sampler *s, int32_t n_vocab, float temp, int32_t top_k, float top_p, float min_p,
                  uint64_t seed, sm_err *err)
@@ -21,9 +64,9 @@ int sampler_init(sm_sampler *s, int32_t n_vocab, float temp, int32_t top_k, floa
     memset(s, 0, sizeof *s);
     if (n_vocab < 1)
         return sm_err_set(err, SM_EINVAL, "sampler: vocabulary of %d tokens", (int)n_vocab);
-    s->idx = malloc((size_t)n_vocab * sizeof *s->idx);
-    s->p = malloc((size_t)n_vocab * sizeof *s->p);
-    if (!s->idx || !s->p) {
+    s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
+    s->cp = malloc((size_t)n_vocab * sizeof *s->cp);
+    if (!s->cand || !s->cp) {
         sampler_free(s);
         return sm_err_set(err, SM_ENOMEM, "sampler: out of memory");
     }
@@ -32,10 +75,9 @@ int sampler_init(sm_sampler *s, int32_t n_vocab, float temp, int32_t top_k, floa
     s->top_k = top_k;
     s->top_p = top_p;
     s->min_p = min_p;
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    s->rng = (z ^ (z >> 31)) | 1;
+    /* llama.cpp's seed is a uint32_t (--seed is read with stoul and
+     * truncated) */
+    mt_seed(s, (uint32_t)seed);
     return SM_OK;
 }
 
@@ -43,50 +85,100 @@ void sampler_free(sm_sampler *s)
 {
     if (!s)
         return;
-    free(s->idx);
-    free(s->p);
+    free(s->cand);
+    free(s->cp);
     memset(s, 0, sizeof *s);
 }
 
-static const float *g_sort_logits; /* qsort has no context argument */
+/* ---------------------------------------------------------------- the chain */
 
-static int cmp_desc(const void *a, const void *b)
+/* a ranks before b: higher logit first. llama.cpp's partial_sort leaves
+ * equal logits in an order of its own; here the lower id goes first. */
+static int cand_before(const sm_cand *a, const sm_cand *b)
 {
-    float x = g_sort_logits[*(const int32_t *)a], y = g_sort_logits[*(const int32_t *)b];
-    if (x != y)
-        return x < y ? 1 : -1;
-    return *(const int32_t *)a - *(const int32_t *)b;
+    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+}
+
+static int cmp_cand(const void *pa, const void *pb)
+{
+    const sm_cand *a = pa, *b = pb;
+    return cand_before(a, b) ? -1 : cand_before(b, a) ? 1 : 0;
+}
+
+/* Sift-down of a heap whose root is the candidate ranking last. */
+static void heap_down(sm_cand *h, int32_t n, int32_t i)
+{
+    for (;;) {
+        int32_t w = i;
+        const int32_t l = 2 * i + 1, r = l + 1;
+        if (l < n && cand_before(&h[w], &h[l]))
+            w = l;
+        if (r < n && cand_before(&h[w], &h[r]))
+            w = r;
+        if (w == i)
+            return;
+        const sm_cand t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+/* top-k: the k best candidates of all V, best first (llama.cpp sorts the
+ * whole vocabulary when k <= 0). A k-heap keeps this O(V log k). */
+static int32_t top_k(sm_sampler *s, const float *logits)
+{
+    const int32_t V = s->n_vocab;
+    const int32_t k = s->top_k <= 0 || s->top_k > V ? V : s->top_k;
+    sm_cand *c = s->cand;
+    for (int32_t i = 0; i < k; i++)
+        c[i] = (sm_cand){i, logits[i], 0.0f};
+    if (k < V) {
+        for (int32_t i = k / 2; i-- > 0;)
+            heap_down(c, k, i);
+        for (int32_t i = k; i < V; i++) {
+            const sm_cand x = {i, logits[i], 0.0f};
+            if (cand_before(&x, &c[0])) {
+                c[0] = x;
+                heap_down(c, k, 0);
+            }
+        }
+    }
+    qsort(c, (size_t)k, sizeof *c, cmp_cand);
+    return k;
+}
+
+/* llama_sampler_softmax_impl on sorted candidates: exp in float against
+ * the first (largest) logit, a float running sum, then one division each. */
+static void softmax(sm_cand *c, int32_t n)
+{
+    const float mx = c[0].logit;
+    float sum = 0.0f;
+    for (int32_t i = 0; i < n; i++) {
+        c[i].p = expf(c[i].logit - mx);
+        sum += c[i].p;
+    }
+    for (int32_t i = 0; i < n; i++)
+        c[i].p /= sum;
 }
 
 int32_t sampler_sample(sm_sampler *s, const float *logits)
 {
-    const int32_t V = s->n_vocab;
     if (s->temp <= 0.0f) {
         int32_t best = 0;
-        for (int32_t i = 1; i < V; i++)
+        for (int32_t i = 1; i < s->n_vocab; i++)
             if (logits[i] > logits[best])
                 best = i;
         return best;
     }
-    /* candidates sorted by logit (descending), then the llama.cpp order of
-     * filters: top-k, top-p, min-p, temperature, draw */
-    for (int32_t i = 0; i < V; i++)
-        s->idx[i] = i;
-    g_sort_logits = logits;
-    qsort(s->idx, (size_t)V, sizeof *s->idx, cmp_desc);
-    int32_t n = V;
-    if (s->top_k > 0 && s->top_k < n)
-        n = s->top_k;
-    float mx = logits[s->idx[0]];
-    double sum = 0.0;
-    for (int32_t i = 0; i < n; i++) {
-        s->p[i] = expf(logits[s->idx[i]] - mx);
-        sum += s->p[i];
-    }
+    sm_cand *c = s->cand;
+    int32_t n = top_k(s, logits);
     if (s->top_p < 1.0f) {
-        double cum = 0.0;
+        /* the smallest prefix whose float running sum reaches p */
+        softmax(c, n);
+        float cum = 0.0f;
         for (int32_t i = 0; i < n; i++) {
-            cum += s->p[i] / sum;
+            cum += c[i].p;
             if (cum >= s->top_p) {
                 n = i + 1;
                 break;
@@ -94,23 +186,40 @@ int32_t sampler_sample(sm_sampler *s, const float *logits)
         }
     }
     if (s->min_p > 0.0f) {
-        /* keep tokens with p >= min_p * p_max (p_max has weight 1 here) */
-        int32_t k = 1;
-        while (k < n && s->p[k] >= s->min_p)
-            k++;
-        n = k;
+        /* p_i >= min_p * p_max, tested on logits: l_i >= l_0 + log(min_p) */
+        const float min_logit = c[0].logit + logf(s->min_p);
+        int32_t i = 1;
+        while (i < n && !(c[i].logit < min_logit))
+            i++;
+        n = i;
     }
-    sum = 0.0;
+    for (int32_t i = 0; i < n; i++)
+        c[i].logit /= s->temp;
+    softmax(c, n);
+    /* std::discrete_distribution: fewer than two weights give index 0
+     * without a draw; else the float probabilities are widened, summed and
+     * normalized in double, accumulated (the last forced to 1), and the
+     * first cumulative value >= the canonical draw wins. */
+    if (n < 2)
+        return c[0].id;
+    double sum = 0.0;
+    for (int32_t i = 0; i < n; i++)
+        sum += (double)c[i].p;
+    double acc = 0.0;
     for (int32_t i = 0; i < n; i++) {
-        s->p[i] = expf((logits[s->idx[i]] - mx) / s->temp);
-        sum += s->p[i];
+        const double q = (double)c[i].p / sum;
+        acc = i == 0 ? q : acc + q;
+        s->cp[i] = acc;
     }
-    double r = (double)(rng_next(&s->rng) >> 11) * (1.0 / 9007199254740992.0) * sum;
-    double cum = 0.0;
-    for (int32_t i = 0; i < n; i++) {
-        cum += s->p[i];
-        if (r < cum)
-            return s->idx[i];
+    s->cp[n - 1] = 1.0;
+    const double u = mt_canonical(s);
+    int32_t lo = 0, hi = n - 1; /* lower_bound: cp[hi] = 1 > u */
+    while (lo < hi) {
+        const int32_t mid = lo + (hi - lo) / 2;
+        if (s->cp[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return s->idx[n - 1];
+    return c[lo].id;
 }

@@ -402,6 +402,119 @@ Test(infer_generate, same_seed_same_tokens)
     model_free(&m);
 }
 
+/* The generator is std::mt19937: the C++ standard's check value (the
+ * 10000th output of a default-seeded engine) and seed 42's first outputs
+ * as g++ 12's std::mt19937 prints them. */
+Test(infer_sample, mt19937_known_answers)
+{
+    sm_sampler s;
+    sm_err err = {0};
+    cr_assert_eq(sampler_init(&s, 4, 1.0f, 0, 1.0f, 0.0f, 5489, &err), 0);
+    uint32_t v = 0;
+    for (int i = 0; i < 10000; i++)
+        v = sampler_mt_next(&s);
+    cr_expect_eq(v, 4123659995u);
+    sampler_free(&s);
+    cr_assert_eq(sampler_init(&s, 4, 1.0f, 0, 1.0f, 0.0f, 42, &err), 0);
+    cr_expect_eq(sampler_mt_next(&s), 1608637542u);
+    cr_expect_eq(sampler_mt_next(&s), 3421126067u);
+    cr_expect_eq(sampler_mt_next(&s), 4083286876u);
+    sampler_free(&s);
+    /* the seed is a uint32_t, as llama.cpp's */
+    cr_assert_eq(sampler_init(&s, 4, 1.0f, 0, 1.0f, 0.0f, 42 + (1ull << 32), &err), 0);
+    cr_expect_eq(sampler_mt_next(&s), 1608637542u);
+    sampler_free(&s);
+}
+
+/* The draw: seed 42's first canonical double is 0.796543 (g++'s
+ * generate_canonical<double, 53>); over probabilities 0.4, 0.3, 0.2, 0.1
+ * (ids 3, 2, 1, 0 by logit) the first cumulative value reaching it is
+ * 0.9, id 1. A step left with one candidate returns it without a draw, so
+ * the next draw is still the first one. */
+Test(infer_sample, discrete_distribution_draw)
+{
+    const float logits[4] = {logf(0.1f), logf(0.2f), logf(0.3f), logf(0.4f)};
+    sm_sampler s;
+    sm_err err = {0};
+    cr_assert_eq(sampler_init(&s, 4, 1.0f, 0, 1.0f, 0.0f, 42, &err), 0);
+    cr_expect_eq(sampler_sample(&s, logits), 1);
+    sampler_free(&s);
+    cr_assert_eq(sampler_init(&s, 4, 1.0f, 0, 1.0f, 0.0f, 42, &err), 0);
+    s.top_k = 1;
+    cr_expect_eq(sampler_sample(&s, logits), 3);
+    s.top_k = 0;
+    cr_expect_eq(sampler_sample(&s, logits), 1, "a one-candidate step must not consume a draw");
+    sampler_free(&s);
+}
+
+/* Sampled generation equals llama-cli's, token for token: the runs in
+ * tests/reference/llama-cli-sampling.json (llama-cli c392e5094 stdout,
+ * default chain and other top-k/top-p/min-p/temperature settings, seeds
+ * up to 2026, 400 tokens crossing the generator's 624-word refill) through
+ * `smelt-infer generate` with the same flags. */
+static uint8_t *hex_bytes(const char *hex, size_t *n)
+{
+    const size_t len = strlen(hex);
+    cr_assert_eq(len % 2, 0);
+    uint8_t *b = malloc(len / 2 + 1);
+    cr_assert_not_null(b);
+    for (size_t i = 0; i < len / 2; i++) {
+        unsigned v;
+        cr_assert_eq(sscanf(hex + 2 * i, "%2x", &v), 1);
+        b[i] = (uint8_t)v;
+    }
+    b[len / 2] = 0;
+    *n = len / 2;
+    return b;
+}
+
+Test(infer_sample, sampled_generation_matches_llama_cli, .timeout = 300)
+{
+    json_t *j = load_json("tests/reference/llama-cli-sampling.json");
+    json_t *runs = json_object_get(j, "runs");
+    cr_assert_geq(json_array_size(runs), 8);
+    size_t i;
+    json_t *run;
+    json_array_foreach(runs, i, run) {
+        const char *model = json_string_value(json_object_get(run, "model"));
+        const char *prompt = json_string_value(json_object_get(run, "prompt"));
+        char flags[256] = "";
+        size_t k;
+        json_t *f;
+        json_array_foreach(json_object_get(run, "flags"), k, f) {
+            strncat(flags, " ", sizeof flags - strlen(flags) - 1);
+            strncat(flags, json_string_value(f), sizeof flags - strlen(flags) - 1);
+        }
+        size_t n_ref;
+        uint8_t *ref = hex_bytes(json_string_value(json_object_get(run, "stdout_hex")), &n_ref);
+        /* llama-cli echoes the prompt first and ends with two newlines */
+        const char *gen = strstr((const char *)ref, prompt);
+        cr_assert_not_null(gen, "%s: prompt not echoed", model);
+        gen += strlen(prompt);
+        size_t n_gen = n_ref - (size_t)(gen - (const char *)ref);
+        while (n_gen > 0 && gen[n_gen - 1] == '\n')
+            n_gen--;
+        char rel[256];
+        snprintf(rel, sizeof rel, "reference/%s", model);
+        char *out = NULL;
+        int rc = ts_run(&out, "smelt-infer generate -m '%s' -p '%s' -n %lld --seed %lld -c %lld -t 2%s 2>/dev/null",
+                        ts_path(rel), prompt, (long long)json_integer_value(json_object_get(run, "n_predict")),
+                        (long long)json_integer_value(json_object_get(run, "seed")),
+                        (long long)json_integer_value(json_object_get(run, "ctx")), flags);
+        cr_assert_eq(rc, 0, "%s: %s", model, out ? out : "");
+        size_t n_out = strlen(out);
+        while (n_out > 0 && out[n_out - 1] == '\n')
+            n_out--;
+        cr_expect(n_out == n_gen && memcmp(out, gen, n_gen) == 0,
+                  "%s seed %lld%s:\n llama-cli: %.*s\n smelt:     %.*s", model,
+                  (long long)json_integer_value(json_object_get(run, "seed")), flags, (int)n_gen, gen, (int)n_out, out);
+        cr_expect_gt(n_gen, 20, "%s: a real continuation", model);
+        free(out);
+        free(ref);
+    }
+    json_decref(j);
+}
+
 /* ------------------------------------------------------- batching, threads */
 
 /* Batched prompt processing, single-token decoding and any thread count give
