@@ -118,6 +118,14 @@ typedef struct sm_sampler {
     int32_t top_k;          /* <= 0: the whole vocabulary */
     float top_p;            /* >= 1: off */
     float min_p;            /* <= 0: off */
+    int32_t penalty_last_n; /* repetition window in tokens; 0: penalties off */
+    float penalty_repeat;   /* 1: off */
+    float penalty_freq;     /* 0: off */
+    float penalty_present;  /* 0: off */
+    int32_t *prev;          /* [penalty_last_n] ring of accepted tokens (owned) */
+    int32_t n_prev, prev_head; /* tokens in the ring, index of the oldest */
+    int32_t *count;         /* [n_vocab] occurrences in the ring (owned) */
+    float *pen;             /* [n_vocab] penalized logits (owned) */
     uint32_t mt[624];       /* std::mt19937 state */
     int32_t mti;            /* next state word to temper */
     sm_cand *cand;          /* [n_vocab] candidates, best first (owned) */
@@ -130,6 +138,16 @@ typedef struct sm_sampler {
 int sampler_init(sm_sampler *s, int32_t n_vocab, float temp, int32_t top_k, float top_p, float min_p,
                  uint64_t seed, sm_err *err);
 void sampler_free(sm_sampler *s);
+/* llama.cpp's repetition penalties, first in its chain (--repeat-last-n,
+ * --repeat-penalty, --frequency-penalty, --presence-penalty): a token seen
+ * c > 0 times among the last last_n accepted ones has its logit divided by
+ * repeat (multiplied when <= 0) and c * freq + present subtracted. last_n
+ * 0, or repeat 1 with freq and present 0, leaves logits alone. Call before
+ * the first sampler_accept; SM_EINVAL for last_n < 0, SM_ENOMEM. */
+int sampler_set_penalties(sm_sampler *s, int32_t last_n, float repeat, float freq, float present, sm_err *err);
+/* Records a token the model has seen, as llama-cli does for every prompt
+ * token and then every sampled one (gen_run calls it). */
+void sampler_accept(sm_sampler *s, int32_t token);
 /* Picks a token from logits[n_vocab]; greedy (temp <= 0) = first index of
  * the maximum. Each call with two or more candidates left draws twice from
  * the generator, as llama.cpp does. */

@@ -37,6 +37,8 @@ int gen_run(const sm_model *m, const int32_t *prompt, int32_t n_prompt, const sm
         goto done;
     }
     r->n_prompt = n_prompt;
+    for (int32_t i = 0; i < n_prompt; i++)
+        sampler_accept(s, prompt[i]);
     double t0 = sm_now_ms();
     for (int32_t b0 = 0; b0 < n_prompt; b0 += c.n_batch) {
         int32_t nb = n_prompt - b0 < c.n_batch ? n_prompt - b0 : c.n_batch;
@@ -48,6 +50,7 @@ int gen_run(const sm_model *m, const int32_t *prompt, int32_t n_prompt, const sm
     r->prompt_ms = t1 - t0;
     for (int32_t i = 0; i < n_predict; i++) {
         int32_t id = sampler_sample(s, c.logits);
+        sampler_accept(s, id);
         r->tokens[r->n_tokens++] = id;
         if (on_token)
             on_token(user, id);

@@ -26,7 +26,8 @@ static void usage(FILE *f)
             "  kld        -m M.gguf -f TEXT --save-logits FILE [-c 512] [-b N] [--chunks N] [-t N]\n"
             "  kld        -m Q.gguf --logits FILE [-b N] [--chunks N] [-t N] [--json]\n"
             "  generate   -m M.gguf -p PROMPT [-n 128] [--temp 0.8] [--top-k 40] [--top-p 0.95]\n"
-            "             [--min-p 0.05] [--seed S] [-c N] [-b N] [-t N] [--ignore-eos]\n"
+            "             [--min-p 0.05] [--repeat-penalty 1.0] [--repeat-last-n 64] [--frequency-penalty 0]\n"
+            "             [--presence-penalty 0] [--seed S] [-c N] [-b N] [-t N] [--ignore-eos]\n"
             "  mem        -m M.gguf [-c 512] [-b N] [-t N] [--json] [--run]\n"
             "  bench      -m M.gguf [-p 512] [-n 128] [-b 2048] [-t N] [-r 5]\n");
 }
@@ -34,7 +35,8 @@ static void usage(FILE *f)
 typedef struct opts {
     const char *model, *text, *prompt, *save_logits, *logits;
     int32_t n_ctx, n_batch, n_chunks, n_threads, n_predict, top_k, reps, n_prompt_bench;
-    float temp, top_p, min_p;
+    float temp, top_p, min_p, repeat_penalty, freq_penalty, present_penalty;
+    int32_t repeat_last_n;
     uint64_t seed;
     int seed_set, json, run, kld_mode, ignore_eos, ctx_set, batch_set;
 } opts;
@@ -74,6 +76,8 @@ static int parse_opts(int argc, char **argv, opts *o)
     o->top_k = 40;
     o->top_p = 0.95f;
     o->min_p = 0.05f;
+    o->repeat_last_n = 64; /* llama.cpp's defaults: window 64, penalties off */
+    o->repeat_penalty = 1.0f;
     o->reps = 5;
     o->n_prompt_bench = 512;
     for (int i = 2; i < argc; i++) {
@@ -141,6 +145,14 @@ static int parse_opts(int argc, char **argv, opts *o)
             FLT(o->top_p);
         } else if (!strcmp(a, "--min-p")) {
             FLT(o->min_p);
+        } else if (!strcmp(a, "--repeat-last-n")) {
+            INT(o->repeat_last_n);
+        } else if (!strcmp(a, "--repeat-penalty")) {
+            FLT(o->repeat_penalty);
+        } else if (!strcmp(a, "--frequency-penalty")) {
+            FLT(o->freq_penalty);
+        } else if (!strcmp(a, "--presence-penalty")) {
+            FLT(o->present_penalty);
         } else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) {
             NEED();
             char *end;
@@ -419,6 +431,10 @@ static int cmd_generate(const opts *o)
     if (sampler_init(&s, m.hp.n_vocab, o->temp, o->top_k, o->top_p, o->min_p, seed, &err))
         goto out;
     int32_t n_ctx = o->ctx_set ? o->n_ctx : (m.hp.n_ctx_train < 4096 ? m.hp.n_ctx_train : 4096);
+    /* --repeat-last-n -1: the whole context, as llama.cpp */
+    if (sampler_set_penalties(&s, o->repeat_last_n == -1 ? n_ctx : o->repeat_last_n, o->repeat_penalty,
+                              o->freq_penalty, o->present_penalty, &err))
+        goto out;
     sm_gen_opts go = {o->n_predict, n_ctx, o->n_batch, o->n_threads, !o->ignore_eos};
     gen_print gp = {v, {0}};
     if (gen_run(&m, ids, (int32_t)n, &go, &s, print_token, &gp, &r, &err))

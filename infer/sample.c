@@ -1,8 +1,9 @@
 /* sample.c — llama.cpp's default sampler chain, draw for draw.
  *
- * llama-cli (c392e5094) with default settings samples through top-k → top-p
- * → min-p → temperature → dist (penalties, DRY, typical-p and XTC are in
- * the chain but inactive at their defaults). Each step is written here with
+ * llama-cli (c392e5094) samples through repetition penalties → top-k →
+ * top-p → min-p → temperature → dist (DRY, typical-p and XTC are in the
+ * chain too but inactive at their defaults, and smelt has no flags for
+ * them; the penalties are inactive at theirs). Each step is written here with
  * the same float operations in the same order, and the draw uses the same
  * generator and mapping as libstdc++'s std::discrete_distribution over
  * std::mt19937, so one seed gives llama-cli's tokens. */
@@ -87,7 +88,71 @@ void sampler_free(sm_sampler *s)
         return;
     free(s->cand);
     free(s->cp);
+    free(s->prev);
+    free(s->count);
+    free(s->pen);
     memset(s, 0, sizeof *s);
+}
+
+int sampler_set_penalties(sm_sampler *s, int32_t last_n, float repeat, float freq, float present, sm_err *err)
+{
+    if (last_n < 0)
+        return sm_err_set(err, SM_EINVAL, "sampler: repetition window of %d tokens", (int)last_n);
+    free(s->prev);
+    free(s->count);
+    free(s->pen);
+    s->prev = NULL;
+    s->count = NULL;
+    s->pen = NULL;
+    s->penalty_last_n = 0;
+    s->n_prev = s->prev_head = 0;
+    if (last_n == 0)
+        return SM_OK;
+    s->prev = malloc((size_t)last_n * sizeof *s->prev);
+    s->count = calloc((size_t)s->n_vocab, sizeof *s->count);
+    s->pen = malloc((size_t)s->n_vocab * sizeof *s->pen);
+    if (!s->prev || !s->count || !s->pen)
+        return sm_err_set(err, SM_ENOMEM, "sampler: out of memory");
+    s->penalty_last_n = last_n;
+    s->penalty_repeat = repeat;
+    s->penalty_freq = freq;
+    s->penalty_present = present;
+    return SM_OK;
+}
+
+void sampler_accept(sm_sampler *s, int32_t token)
+{
+    if (s->penalty_last_n == 0 || token < 0 || token >= s->n_vocab)
+        return;
+    s->count[token]++;
+    if (s->n_prev < s->penalty_last_n) {
+        s->prev[(s->prev_head + s->n_prev) % s->penalty_last_n] = token;
+        s->n_prev++;
+    } else {
+        s->count[s->prev[s->prev_head]]--;
+        s->prev[s->prev_head] = token;
+        s->prev_head = (s->prev_head + 1) % s->penalty_last_n;
+    }
+}
+
+/* llama_sampler_penalties_apply: the logits to rank, penalized or not. */
+static const float *penalized(sm_sampler *s, const float *logits)
+{
+    if (s->penalty_last_n == 0 ||
+        (s->penalty_repeat == 1.0f && s->penalty_freq == 0.0f && s->penalty_present == 0.0f))
+        return logits;
+    memcpy(s->pen, logits, (size_t)s->n_vocab * sizeof *s->pen);
+    /* a token held several times is recomputed from its logit each time */
+    for (int32_t i = 0; i < s->n_prev; i++) {
+        const int32_t t = s->prev[i];
+        const int32_t c = s->count[t];
+        float l = logits[t];
+        l = l <= 0.0f ? l * s->penalty_repeat : l / s->penalty_repeat;
+        /* float products added, as libllama computes them (no fma) */
+        l -= (float)c * s->penalty_freq + 1.0f * s->penalty_present;
+        s->pen[t] = l;
+    }
+    return s->pen;
 }
 
 /* ---------------------------------------------------------------- the chain */
@@ -164,6 +229,7 @@ static void softmax(sm_cand *c, int32_t n)
 
 int32_t sampler_sample(sm_sampler *s, const float *logits)
 {
+    logits = penalized(s, logits);
     if (s->temp <= 0.0f) {
         int32_t best = 0;
         for (int32_t i = 1; i < s->n_vocab; i++)

@@ -444,6 +444,16 @@ Test(infer_sample, discrete_distribution_draw)
     cr_expect_eq(sampler_sample(&s, logits), 3);
     s.top_k = 0;
     cr_expect_eq(sampler_sample(&s, logits), 1, "a one-candidate step must not consume a draw");
+    cr_expect_eq(sampler_set_penalties(&s, -2, 1.1f, 0.0f, 0.0f, &err), SM_EINVAL);
+    /* a penalty of 4 on id 3 (logit log 0.4 < 0: multiplied) ranks it last */
+    cr_assert_eq(sampler_set_penalties(&s, 2, 4.0f, 0.0f, 0.0f, &err), 0);
+    sampler_accept(&s, 3);
+    s.temp = 0.0f;
+    cr_expect_eq(sampler_sample(&s, logits), 2);
+    /* the window holds 2 tokens: 3 leaves it after two more */
+    sampler_accept(&s, 0);
+    sampler_accept(&s, 0);
+    cr_expect_eq(sampler_sample(&s, logits), 3);
     sampler_free(&s);
 }
 
@@ -472,7 +482,7 @@ Test(infer_sample, sampled_generation_matches_llama_cli, .timeout = 300)
 {
     json_t *j = load_json("tests/reference/llama-cli-sampling.json");
     json_t *runs = json_object_get(j, "runs");
-    cr_assert_geq(json_array_size(runs), 8);
+    cr_assert_geq(json_array_size(runs), 12);
     size_t i;
     json_t *run;
     json_array_foreach(runs, i, run) {
