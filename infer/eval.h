@@ -129,6 +129,8 @@ typedef struct sm_sampler {
     uint32_t mt[624];       /* std::mt19937 state */
     int32_t mti;            /* next state word to temper */
     sm_cand *cand;          /* [n_vocab] candidates, best first (owned) */
+    sm_cand *tmp;           /* [n_vocab] top-k bucket pass scratch (owned) */
+    int32_t *bucket;        /* [n_vocab] bucket of each candidate (owned) */
     double *cp;             /* [n_vocab] cumulative probabilities (owned) */
     int32_t n_vocab;
 } sm_sampler;
@@ -148,9 +150,9 @@ int sampler_set_penalties(sm_sampler *s, int32_t last_n, float repeat, float fre
 /* Records a token the model has seen, as llama-cli does for every prompt
  * token and then every sampled one (gen_run calls it). */
 void sampler_accept(sm_sampler *s, int32_t token);
-/* Picks a token from logits[n_vocab]; greedy (temp <= 0) = first index of
- * the maximum. Each call with two or more candidates left draws twice from
- * the generator, as llama.cpp does. */
+/* Picks a token from logits[n_vocab]; greedy (temp <= 0) = the maximum
+ * that heads llama.cpp's top-k order. Each sampled step with two or more
+ * candidates left draws twice from the generator, as llama.cpp does. */
 int32_t sampler_sample(sm_sampler *s, const float *logits);
 /* The generator's next 32-bit output (for tests: std::mt19937's). */
 uint32_t sampler_mt_next(sm_sampler *s);

@@ -595,3 +595,24 @@ float mm_dot(int kind, const mm_row *r, const void *act, const int16_t *a16, int
     sumf = hsum8_scalar(a8) + extra;
     return sumf;
 }
+
+float mm_dot_iq4nl_vec(const mm_row *r, const void *act, const int16_t *a16, int64_t n)
+{
+    const sm_block_q8_0 *y = act;
+    const int64_t nb = n / 32, np = nb & ~(int64_t)1;
+    float acc[2][8] = {{0}}, s8[8];
+    for (int64_t b = 0; b < np; b++) {
+        const int16_t *w = r->w + b * 32, *x = a16 + b * 32;
+        const float db = r->d[b] * h2f(y[b].d);
+        for (int k = 0; k < 8; k++)
+            acc[b & 1][k] = fmaf(db, (float)idot(w + 4 * k, x + 4 * k, 4), acc[b & 1][k]);
+    }
+    for (int k = 0; k < 8; k++)
+        s8[k] = acc[0][k] + acc[1][k];
+    float sumf = hsum8_scalar(s8);
+    if (nb & 1) {
+        const int64_t b = nb - 1;
+        sumf = fmaf((float)idot(r->w + b * 32, a16 + b * 32, 32), r->d[b] * h2f(y[b].d), sumf);
+    }
+    return sumf;
+}

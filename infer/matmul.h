@@ -58,6 +58,13 @@ void mm_widen_act(int kind, const void *act, int16_t *act16, int64_t n);
  * scaled into 8 f32 lanes with fma, mins handled per type, one horizontal
  * sum at the end; the AVX2 and portable paths give the same bits. */
 float mm_dot(int kind, const mm_row *r, const void *act, const int16_t *act16, int64_t n);
+/* An IQ4_NL row against one token when the whole product has one token:
+ * llama.cpp then runs ggml_vec_dot_iq4_nl_q8_0 instead of tinyBLAS (whose
+ * order mm_dot follows), and its AVX2 kernel puts even blocks into one
+ * 8-lane accumulator and odd blocks into another, adds the two before the
+ * reduction, and fuses an odd last block in after it:
+ *   y = fma((float)dot(last block), dw * dx, hsum8(acc_even + acc_odd)). */
+float mm_dot_iq4nl_vec(const mm_row *r, const void *act, const int16_t *act16, int64_t n);
 
 /* Tests: 1 forces the portable kernels, 0 restores the CPU's choice. */
 void mm_force_portable(int on);

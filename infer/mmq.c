@@ -2,6 +2,7 @@
  * the portable path's bits, else run the portable path itself. */
 #include "matmul.h"
 #include "mmq_impl.h"
+#include "types.h"
 
 int mmq_needs_act16(uint32_t type) { return !mmq_k_handles(type) && !mmq_k3_handles(type) && !mmq_b32_handles(type); }
 
@@ -14,11 +15,12 @@ void mmq_rows(uint32_t type, const uint8_t *w, uint64_t row_bytes, int64_t K, in
         return;
     /* portable: unpack each row once, then its exact block dot with every
      * token */
-    const int kind = mm_kind_of(type);
+    const int kind = mm_kind_of(type), iq4nl_vec = type == SM_TYPE_IQ4_NL && n_tok == 1;
     for (int64_t r = r0; r < r1; r++) {
         mm_unpack_row(type, w + (uint64_t)r * row_bytes, K, u);
         for (int32_t t = 0; t < n_tok; t++) {
-            float v = mm_dot(kind, u, act + (uint64_t)t * act_stride, act16 + (int64_t)t * K, K);
+            const uint8_t *xt = act + (uint64_t)t * act_stride;
+            float v = iq4nl_vec ? mm_dot_iq4nl_vec(u, xt, act16, K) : mm_dot(kind, u, xt, act16 + (int64_t)t * K, K);
             y[(int64_t)t * ldy + r] = bias ? v + bias[r] : v;
         }
     }

@@ -35,6 +35,7 @@
 #include "quants.h"
 #include "types.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -559,6 +560,50 @@ T_AVX2 INLINE void range_avx2(const mmq_args *a, uint32_t type)
     }
 }
 
+/* IQ4_NL against the single token of a one-token product: llama.cpp's
+ * ggml_vec_dot_iq4_nl_q8_0 order (see mm_dot_iq4nl_vec), row by row, at
+ * the AVX2 and VNNI levels alike; the integer lanes as in tile_avx2. */
+T_AVX2 static void rows_avx2_iq4nl_vec(const mmq_args *a)
+{
+    const int64_t nb = a->K / 32, np = nb & ~(int64_t)1;
+    const int wb = (int)sizeof(sm_block_iq4_nl), ab = (int)sizeof(sm_block_q8_0);
+    const int wide = act_has_min8(a);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i iq4s = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)sm_iq4nl_values));
+    const uint8_t *xp = a->act;
+    for (int64_t r = a->r0; r < a->r1; r++) {
+        const uint8_t *wr = a->w + (uint64_t)r * a->row_bytes;
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        __m256i last = _mm256_setzero_si256();
+        float dlast = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i w = dec_avx2(SM_TYPE_IQ4_NL, wr + b * wb, iq4s);
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(xp + b * ab + 2));
+            const __m256i l = wide ? lanes_i16(w, x)
+                                   : _mm256_madd_epi16(
+                                         _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
+            const float d = _cvtsh_ss(ld16(wr + b * wb)) * _cvtsh_ss(ld16(xp + b * ab));
+            if (b < np) {
+                acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(l), acc[b & 1]);
+            } else {
+                last = l;
+                dlast = d;
+            }
+        }
+        float v = hsum8(_mm256_add_ps(acc[0], acc[1]));
+        if (nb & 1) {
+            /* the block's integer dot: its 8 lane sums, exact in int32 */
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(last), _mm256_extracti128_si256(last, 1));
+            s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
+            v = fmaf((float)_mm_cvtsi128_si32(s4), dlast, v);
+        }
+        if (a->bias)
+            v = v + a->bias[r];
+        a->y[r] = v;
+    }
+}
+
 T_AVX2 static void rows_avx2_q4_0(const mmq_args *a) { range_avx2(a, SM_TYPE_Q4_0); }
 T_AVX2 static void rows_avx2_q4_1(const mmq_args *a) { range_avx2(a, SM_TYPE_Q4_1); }
 T_AVX2 static void rows_avx2_q5_0(const mmq_args *a) { range_avx2(a, SM_TYPE_Q5_0); }
@@ -603,6 +648,10 @@ int mmq_b32_rows(const mmq_args *a)
     if (a->r0 >= a->r1 || a->n_tok <= 0)
         return 1;
     const int vnni = cpu_has_vnni();
+    if (a->type == SM_TYPE_IQ4_NL && a->n_tok == 1) {
+        rows_avx2_iq4nl_vec(a);
+        return 1;
+    }
     switch (a->type) {
     case SM_TYPE_Q4_0: vnni ? rows_vnni_q4_0(a) : rows_avx2_q4_0(a); break;
     case SM_TYPE_Q4_1: vnni ? rows_vnni_q4_1(a) : rows_avx2_q4_1(a); break;

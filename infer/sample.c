@@ -10,6 +10,7 @@
 #include "eval.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,8 +67,10 @@ int sampler_init(sm_sampler *s, int32_t n_vocab, float temp, int32_t top_k, floa
     if (n_vocab < 1)
         return sm_err_set(err, SM_EINVAL, "sampler: vocabulary of %d tokens", (int)n_vocab);
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
+    s->tmp = malloc((size_t)n_vocab * sizeof *s->tmp);
+    s->bucket = malloc((size_t)n_vocab * sizeof *s->bucket);
     s->cp = malloc((size_t)n_vocab * sizeof *s->cp);
-    if (!s->cand || !s->cp) {
+    if (!s->cand || !s->tmp || !s->bucket || !s->cp) {
         sampler_free(s);
         return sm_err_set(err, SM_ENOMEM, "sampler: out of memory");
     }
@@ -87,6 +90,8 @@ void sampler_free(sm_sampler *s)
     if (!s)
         return;
     free(s->cand);
+    free(s->tmp);
+    free(s->bucket);
     free(s->cp);
     free(s->prev);
     free(s->count);
@@ -157,59 +162,230 @@ static const float *penalized(sm_sampler *s, const float *logits)
 
 /* ---------------------------------------------------------------- the chain */
 
-/* a ranks before b: higher logit first. llama.cpp's partial_sort leaves
- * equal logits in an order of its own; here the lower id goes first. */
-static int cand_before(const sm_cand *a, const sm_cand *b)
+/* ------------------------------------------- llama.cpp's candidate order
+ *
+ * Equal logits end up in whatever order libstdc++'s std::partial_sort and
+ * std::sort (gcc 12, the reference build) leave them, and that order
+ * decides which of two tied tokens a draw (or a greedy pick) lands on. So
+ * these are the same algorithms, step for step: heap select + heap sort,
+ * and introsort (median-of-three quicksort to depth 2 log2 n, then heap
+ * sort; insertion sort below 16 elements). The comparison is llama.cpp's
+ * `a.logit > b.logit`, nothing else. */
+
+static int gt(const sm_cand *a, const sm_cand *b) { return a->logit > b->logit; }
+
+static void sift_up(sm_cand *f, ptrdiff_t hole, ptrdiff_t top, sm_cand v)
 {
-    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+    ptrdiff_t parent = (hole - 1) / 2;
+    while (hole > top && gt(&f[parent], &v)) {
+        f[hole] = f[parent];
+        hole = parent;
+        parent = (hole - 1) / 2;
+    }
+    f[hole] = v;
 }
 
-static int cmp_cand(const void *pa, const void *pb)
+/* Moves the hole at `hole` down to a leaf along the larger children, then
+ * places v from there upwards (std::__adjust_heap). */
+static void sift_down(sm_cand *f, ptrdiff_t hole, ptrdiff_t len, sm_cand v)
 {
-    const sm_cand *a = pa, *b = pb;
-    return cand_before(a, b) ? -1 : cand_before(b, a) ? 1 : 0;
+    const ptrdiff_t top = hole;
+    ptrdiff_t child = hole;
+    while (child < (len - 1) / 2) {
+        child = 2 * (child + 1);
+        if (gt(&f[child], &f[child - 1]))
+            child--;
+        f[hole] = f[child];
+        hole = child;
+    }
+    if ((len & 1) == 0 && child == (len - 2) / 2) {
+        child = 2 * (child + 1);
+        f[hole] = f[child - 1];
+        hole = child - 1;
+    }
+    sift_up(f, hole, top, v);
 }
 
-/* Sift-down of a heap whose root is the candidate ranking last. */
-static void heap_down(sm_cand *h, int32_t n, int32_t i)
+/* The heap's root goes to *out; *out's old value is sifted in. */
+static void heap_pop(sm_cand *f, ptrdiff_t len, sm_cand *out)
 {
-    for (;;) {
-        int32_t w = i;
-        const int32_t l = 2 * i + 1, r = l + 1;
-        if (l < n && cand_before(&h[w], &h[l]))
-            w = l;
-        if (r < n && cand_before(&h[w], &h[r]))
-            w = r;
-        if (w == i)
+    const sm_cand v = *out;
+    *out = f[0];
+    sift_down(f, 0, len, v);
+}
+
+static void heap_make(sm_cand *f, ptrdiff_t len)
+{
+    if (len < 2)
+        return;
+    for (ptrdiff_t parent = (len - 2) / 2;; parent--) {
+        sift_down(f, parent, len, f[parent]);
+        if (parent == 0)
             return;
-        const sm_cand t = h[i];
-        h[i] = h[w];
-        h[w] = t;
-        i = w;
     }
 }
 
-/* top-k: the k best candidates of all V, best first (llama.cpp sorts the
- * whole vocabulary when k <= 0). A k-heap keeps this O(V log k). */
+/* std::partial_sort: the best m of n first, in order. */
+static void partial_sort(sm_cand *f, ptrdiff_t m, ptrdiff_t n)
+{
+    heap_make(f, m);
+    for (ptrdiff_t i = m; i < n; i++)
+        if (gt(&f[i], &f[0]))
+            heap_pop(f, m, &f[i]);
+    for (ptrdiff_t len = m; len > 1; len--)
+        heap_pop(f, len - 1, &f[len - 1]);
+}
+
+/* Shifts *last left past every element it beats (a smaller one sits in
+ * front, so there is no bound check: std::__unguarded_linear_insert). */
+static void linear_insert(sm_cand *last)
+{
+    const sm_cand v = *last;
+    sm_cand *next = last - 1;
+    while (gt(&v, next)) {
+        *last = *next;
+        last = next--;
+    }
+    *last = v;
+}
+
+static void insertion_sort(sm_cand *f, sm_cand *l)
+{
+    if (f == l)
+        return;
+    for (sm_cand *i = f + 1; i != l; i++) {
+        if (gt(i, f)) {
+            const sm_cand v = *i;
+            memmove(f + 1, f, (size_t)(i - f) * sizeof *f);
+            *f = v;
+        } else {
+            linear_insert(i);
+        }
+    }
+}
+
+static void swap_cand(sm_cand *a, sm_cand *b)
+{
+    const sm_cand t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static void median_to_first(sm_cand *r, sm_cand *a, sm_cand *b, sm_cand *c)
+{
+    if (gt(a, b)) {
+        if (gt(b, c))
+            swap_cand(r, b);
+        else if (gt(a, c))
+            swap_cand(r, c);
+        else
+            swap_cand(r, a);
+    } else if (gt(a, c)) {
+        swap_cand(r, a);
+    } else if (gt(b, c)) {
+        swap_cand(r, c);
+    } else {
+        swap_cand(r, b);
+    }
+}
+
+static sm_cand *partition(sm_cand *f, sm_cand *l, const sm_cand *pivot)
+{
+    for (;;) {
+        while (gt(f, pivot))
+            f++;
+        l--;
+        while (gt(pivot, l))
+            l--;
+        if (!(f < l))
+            return f;
+        swap_cand(f, l);
+        f++;
+    }
+}
+
+enum { SORT_THRESHOLD = 16 };
+
+static void introsort_loop(sm_cand *f, sm_cand *l, int depth)
+{
+    while (l - f > SORT_THRESHOLD) {
+        if (depth == 0) {
+            partial_sort(f, l - f, l - f);
+            return;
+        }
+        depth--;
+        median_to_first(f, f + 1, f + (l - f) / 2, l - 1);
+        sm_cand *cut = partition(f + 1, l, f);
+        introsort_loop(cut, l, depth);
+        l = cut;
+    }
+}
+
+/* std::sort */
+static void std_sort(sm_cand *f, ptrdiff_t n)
+{
+    if (n == 0)
+        return;
+    int lg = 0;
+    while (((ptrdiff_t)1 << (lg + 1)) <= n)
+        lg++;
+    introsort_loop(f, f + n, 2 * lg);
+    if (n > SORT_THRESHOLD) {
+        insertion_sort(f, f + SORT_THRESHOLD);
+        for (sm_cand *i = f + SORT_THRESHOLD; i != f + n; i++)
+            linear_insert(i);
+    } else {
+        insertion_sort(f, f + n);
+    }
+}
+
+/* llama_sampler_top_k_impl: all V candidates in id order, then the best k
+ * first, best first (k <= 0: all of them). k <= 128 takes partial_sort;
+ * larger k a bucket pass: 128 buckets over logits [-10, 10) (clamped),
+ * filled in id order from the top bucket down until k are covered, each
+ * full bucket std::sort-ed and the last one partial_sort-ed. */
 static int32_t top_k(sm_sampler *s, const float *logits)
 {
     const int32_t V = s->n_vocab;
     const int32_t k = s->top_k <= 0 || s->top_k > V ? V : s->top_k;
     sm_cand *c = s->cand;
-    for (int32_t i = 0; i < k; i++)
+    for (int32_t i = 0; i < V; i++)
         c[i] = (sm_cand){i, logits[i], 0.0f};
-    if (k < V) {
-        for (int32_t i = k / 2; i-- > 0;)
-            heap_down(c, k, i);
-        for (int32_t i = k; i < V; i++) {
-            const sm_cand x = {i, logits[i], 0.0f};
-            if (cand_before(&x, &c[0])) {
-                c[0] = x;
-                heap_down(c, k, 0);
-            }
-        }
+    if (k <= 128) {
+        partial_sort(c, k, V);
+        return k;
     }
-    qsort(c, (size_t)k, sizeof *c, cmp_cand);
+    enum { NB = 128 };
+    const float scale = NB / (10.0f - -10.0f), inter = 10.0f * scale;
+    int32_t histo[NB] = {0};
+    for (int32_t i = 0; i < V; i++) {
+        const float x = scale * c[i].logit + inter;
+        /* int(x) clamped to [0, NB); NaN and negatives to 0 */
+        const int32_t b = !(x >= 0.0f) ? 0 : x >= (float)(NB - 1) ? NB - 1 : (int32_t)x;
+        s->bucket[i] = b;
+        histo[b]++;
+    }
+    /* the lowest bucket needed to cover k (bucket 0 at worst) */
+    int32_t ib = NB - 1;
+    for (int32_t have = histo[ib]; have < k && ib > 0;)
+        have += histo[--ib];
+    int32_t start[NB];
+    for (int32_t j = NB - 1, o = 0; j >= ib; j--) {
+        start[j] = o;
+        o += histo[j];
+    }
+    for (int32_t i = 0; i < V; i++)
+        if (s->bucket[i] >= ib)
+            s->tmp[start[s->bucket[i]]++] = c[i];
+    sm_cand *p = s->tmp;
+    int32_t done = 0;
+    for (int32_t j = NB - 1; j > ib; j--) {
+        std_sort(p, histo[j]);
+        p += histo[j];
+        done += histo[j];
+    }
+    partial_sort(p, k - done, histo[ib]);
+    memcpy(c, s->tmp, (size_t)k * sizeof *c);
     return k;
 }
 
@@ -230,15 +406,12 @@ static void softmax(sm_cand *c, int32_t n)
 int32_t sampler_sample(sm_sampler *s, const float *logits)
 {
     logits = penalized(s, logits);
-    if (s->temp <= 0.0f) {
-        int32_t best = 0;
-        for (int32_t i = 1; i < s->n_vocab; i++)
-            if (logits[i] > logits[best])
-                best = i;
-        return best;
-    }
     sm_cand *c = s->cand;
     int32_t n = top_k(s, logits);
+    /* greedy: top-p and min-p keep the head, temperature 0 keeps only the
+     * first maximum, which is the head */
+    if (s->temp <= 0.0f)
+        return c[0].id;
     if (s->top_p < 1.0f) {
         /* the smallest prefix whose float running sum reaches p */
         softmax(c, n);

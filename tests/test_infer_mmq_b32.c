@@ -320,6 +320,21 @@ Test(mmq_b32, one_min8_activation)
         for (int r = 0; r < rows; r++)
             differs |= memcmp(&fast[3 * rows + r], &ref[3 * rows + r], sizeof(float)) != 0;
         cr_assert(differs, "%s: the -128 activations did not reach the result", sm_type_name(type));
+        /* one-token products (IQ4_NL: ggml_vec_dot_iq4_nl_q8_0's order)
+         * with the -128 token alone */
+        blk->qs[9] = -128;
+        mm_widen_act(MM_B32, act + 3 * stride, act16 + 3 * K, K);
+        mm_force_portable(1);
+        cpu_force_level(CPU_PORTABLE);
+        run_level(type, w, K, 0, rows, act + 3 * stride, stride, act16 + 3 * K, 1, ref, rows, NULL);
+        mm_force_portable(0);
+        for (int l = 0; l < n; l++) {
+            set_level(lv[l]);
+            run_level(type, w, K, 0, rows, act + 3 * stride, stride, NULL, 1, got, rows, NULL);
+            cr_assert(memcmp(ref, got, (size_t)rows * sizeof(float)) == 0, "%s %s one token differs with a -128",
+                      sm_type_name(type), name[l]);
+        }
+        set_level(-1);
         free(w);
         free(act);
         free(act16);
