@@ -596,6 +596,15 @@ float mm_dot(int kind, const mm_row *r, const void *act, const int16_t *a16, int
     return sumf;
 }
 
+float mm_dot_q4_0_x8(const mm_row *r, const void *act, const int16_t *a16, int64_t n)
+{
+    const sm_block_q8_0 *y = act;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / 32; b++)
+        acc = fmaf((float)idot(r->w + b * 32, a16 + b * 32, 32), r->d[b] * h2f(y[b].d), acc);
+    return acc;
+}
+
 float mm_dot_iq4nl_vec(const mm_row *r, const void *act, const int16_t *a16, int64_t n)
 {
     const sm_block_q8_0 *y = act;

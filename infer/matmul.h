@@ -13,6 +13,7 @@
 #define SMELT_INFER_MATMUL_H
 
 #include "quants.h"
+#include "types.h"
 
 #include <stdint.h>
 
@@ -65,6 +66,18 @@ float mm_dot(int kind, const mm_row *r, const void *act, const int16_t *act16, i
  * reduction, and fuses an odd last block in after it:
  *   y = fma((float)dot(last block), dw * dx, hsum8(acc_even + acc_odd)). */
 float mm_dot_iq4nl_vec(const mm_row *r, const void *act, const int16_t *act16, int64_t n);
+/* llama.cpp on an AVX2 CPU repacks a Q4_0 matrix whose row count is a
+ * multiple of 8 (8 rows interleaved, its "CPU_AARCH64" buffer) and runs
+ * its own gemv/gemm on it: per (row, token) one exact integer dot per block
+ * and acc = fma((float)dot, dw * dx, acc) in block order: no lanes, no
+ * final reduction. mmq_rows takes MM_TYPE_Q4_0_X8 for such weights
+ * (mm_weight_type) and computes this; mm_dot_q4_0_x8 is the portable dot. */
+#define MM_TYPE_Q4_0_X8 0x40000000u
+static inline uint32_t mm_weight_type(uint32_t type, int64_t n_rows)
+{
+    return type == SM_TYPE_Q4_0 && n_rows % 8 == 0 ? MM_TYPE_Q4_0_X8 : type;
+}
+float mm_dot_q4_0_x8(const mm_row *r, const void *act, const int16_t *act16, int64_t n);
 
 /* Tests: 1 forces the portable kernels, 0 restores the CPU's choice. */
 void mm_force_portable(int on);

@@ -10,6 +10,19 @@ void mmq_rows(uint32_t type, const uint8_t *w, uint64_t row_bytes, int64_t K, in
               const uint8_t *act, uint64_t act_stride, const int16_t *act16, int32_t n_tok, float *y, int64_t ldy,
               const float *bias, mm_row *u)
 {
+    if (type == MM_TYPE_Q4_0_X8) {
+        const mmq_args a = {SM_TYPE_Q4_0, w, row_bytes, K, r0, r1, act, act_stride, n_tok, y, ldy, bias};
+        if (mmq_b32_q4_0_x8_rows(&a))
+            return;
+        for (int64_t r = r0; r < r1; r++) {
+            mm_unpack_row(SM_TYPE_Q4_0, w + (uint64_t)r * row_bytes, K, u);
+            for (int32_t t = 0; t < n_tok; t++) {
+                const float v = mm_dot_q4_0_x8(u, act + (uint64_t)t * act_stride, act16 + (int64_t)t * K, K);
+                y[(int64_t)t * ldy + r] = bias ? v + bias[r] : v;
+            }
+        }
+        return;
+    }
     const mmq_args a = {type, w, row_bytes, K, r0, r1, act, act_stride, n_tok, y, ldy, bias};
     if (mmq_k_rows(&a) || mmq_k3_rows(&a) || mmq_b32_rows(&a))
         return;

@@ -30,6 +30,9 @@ int mmq_k_rows(const mmq_args *a);
 int mmq_k3_rows(const mmq_args *a);
 /* mmq_b32.c: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL; same contract. */
 int mmq_b32_rows(const mmq_args *a);
+/* mmq_b32.c: repacked-order Q4_0 (MM_TYPE_Q4_0_X8; a->type is SM_TYPE_Q4_0);
+ * same contract. */
+int mmq_b32_q4_0_x8_rows(const mmq_args *a);
 /* 1 when mmq_k_rows / mmq_b32_rows would handle type at this CPU level. */
 int mmq_k_handles(uint32_t type);
 int mmq_k3_handles(uint32_t type);

@@ -478,6 +478,44 @@ static uint8_t *hex_bytes(const char *hex, size_t *n)
     return b;
 }
 
+/* Runs `smelt-infer generate` on mpath with one recorded llama-cli run's
+ * prompt, length, seed, context and flags, and expects llama-cli's text:
+ * its stdout after the echoed prompt, without the two newlines it ends
+ * with. */
+static void expect_llama_cli_text(const char *mpath, json_t *run)
+{
+    const char *prompt = json_string_value(json_object_get(run, "prompt"));
+    const long long seed = (long long)json_integer_value(json_object_get(run, "seed"));
+    char flags[256] = "";
+    size_t k;
+    json_t *f;
+    json_array_foreach(json_object_get(run, "flags"), k, f) {
+        strncat(flags, " ", sizeof flags - strlen(flags) - 1);
+        strncat(flags, json_string_value(f), sizeof flags - strlen(flags) - 1);
+    }
+    size_t n_ref;
+    uint8_t *ref = hex_bytes(json_string_value(json_object_get(run, "stdout_hex")), &n_ref);
+    const char *gen = strstr((const char *)ref, prompt);
+    cr_assert_not_null(gen, "%s: prompt not echoed", mpath);
+    gen += strlen(prompt);
+    size_t n_gen = n_ref - (size_t)(gen - (const char *)ref);
+    while (n_gen > 0 && gen[n_gen - 1] == '\n')
+        n_gen--;
+    char *out = NULL;
+    int rc = ts_run(&out, "smelt-infer generate -m '%s' -p '%s' -n %lld --seed %lld -c %lld -t 2%s 2>/dev/null", mpath,
+                    prompt, (long long)json_integer_value(json_object_get(run, "n_predict")), seed,
+                    (long long)json_integer_value(json_object_get(run, "ctx")), flags);
+    cr_assert_eq(rc, 0, "%s: %s", mpath, out ? out : "");
+    size_t n_out = strlen(out);
+    while (n_out > 0 && out[n_out - 1] == '\n')
+        n_out--;
+    cr_expect(n_out == n_gen && memcmp(out, gen, n_gen) == 0, "%s seed %lld%s:\n llama-cli: %.*s\n smelt:     %.*s",
+              mpath, seed, flags, (int)n_gen, gen, (int)n_out, out);
+    cr_expect_gt(n_gen, 20, "%s: a real continuation", mpath);
+    free(out);
+    free(ref);
+}
+
 Test(infer_sample, sampled_generation_matches_llama_cli, .timeout = 300)
 {
     json_t *j = load_json("tests/reference/llama-cli-sampling.json");
@@ -486,42 +524,53 @@ Test(infer_sample, sampled_generation_matches_llama_cli, .timeout = 300)
     size_t i;
     json_t *run;
     json_array_foreach(runs, i, run) {
-        const char *model = json_string_value(json_object_get(run, "model"));
-        const char *prompt = json_string_value(json_object_get(run, "prompt"));
-        char flags[256] = "";
-        size_t k;
-        json_t *f;
-        json_array_foreach(json_object_get(run, "flags"), k, f) {
-            strncat(flags, " ", sizeof flags - strlen(flags) - 1);
-            strncat(flags, json_string_value(f), sizeof flags - strlen(flags) - 1);
-        }
-        size_t n_ref;
-        uint8_t *ref = hex_bytes(json_string_value(json_object_get(run, "stdout_hex")), &n_ref);
-        /* llama-cli echoes the prompt first and ends with two newlines */
-        const char *gen = strstr((const char *)ref, prompt);
-        cr_assert_not_null(gen, "%s: prompt not echoed", model);
-        gen += strlen(prompt);
-        size_t n_gen = n_ref - (size_t)(gen - (const char *)ref);
-        while (n_gen > 0 && gen[n_gen - 1] == '\n')
-            n_gen--;
         char rel[256];
-        snprintf(rel, sizeof rel, "reference/%s", model);
-        char *out = NULL;
-        int rc = ts_run(&out, "smelt-infer generate -m '%s' -p '%s' -n %lld --seed %lld -c %lld -t 2%s 2>/dev/null",
-                        ts_path(rel), prompt, (long long)json_integer_value(json_object_get(run, "n_predict")),
-                        (long long)json_integer_value(json_object_get(run, "seed")),
-                        (long long)json_integer_value(json_object_get(run, "ctx")), flags);
-        cr_assert_eq(rc, 0, "%s: %s", model, out ? out : "");
-        size_t n_out = strlen(out);
-        while (n_out > 0 && out[n_out - 1] == '\n')
-            n_out--;
-        cr_expect(n_out == n_gen && memcmp(out, gen, n_gen) == 0,
-                  "%s seed %lld%s:\n llama-cli: %.*s\n smelt:     %.*s", model,
-                  (long long)json_integer_value(json_object_get(run, "seed")), flags, (int)n_gen, gen, (int)n_out, out);
-        cr_expect_gt(n_gen, 20, "%s: a real continuation", model);
-        free(out);
-        free(ref);
+        snprintf(rel, sizeof rel, "reference/%s", json_string_value(json_object_get(run, "model")));
+        expect_llama_cli_text(ts_path(rel), run);
     }
+    json_decref(j);
+}
+
+/* Q4_0 matrices with a multiple of 8 rows: llama.cpp (x86, AVX2) repacks
+ * them and uses its own gemv/gemm order (MM_TYPE_Q4_0_X8). tinystories-3m
+ * quantized to Q4_0 here (smelt-quantize, byte-identical to llama-quantize)
+ * gives llama-perplexity's 24 running values and llama-cli's texts
+ * (tests/reference/tinystories-3m-q4_0.json). */
+Test(infer_ppl, tinystories3m_Q4_0_repacked_order, .timeout = 300)
+{
+    json_t *j = load_json("tests/reference/tinystories-3m-q4_0.json");
+    char *dir = ts_tmpdir();
+    char q[1024];
+    snprintf(q, sizeof q, "%s/Q4_0.gguf", dir);
+    char *out = NULL;
+    int rc = ts_run(&out, "smelt-quantize '%s' '%s' Q4_0", REF("tinystories-3m", "convert-f16.gguf"), q);
+    cr_assert_eq(rc, 0, "%s", out ? out : "");
+    free(out);
+    json_t *pj = json_object_get(j, "perplexity"), *per = json_object_get(pj, "per_chunk_running_ppl");
+    const int32_t chunks = (int32_t)json_integer_value(json_object_get(pj, "chunks"));
+    cr_assert_eq(json_array_size(per), (size_t)chunks);
+    sm_model m;
+    ts_load_model(&m, q);
+    size_t n = 0;
+    int32_t *ids = ts_tokenize_file(&m, ts_path("text/tinystories-valid.txt"), &n);
+    sm_ppl_opts o = {128, 128, chunks, 2, NULL, NULL};
+    sm_ppl_result r;
+    sm_err err = {0};
+    cr_assert_eq(ppl_run(&m, ids, (int64_t)n, &o, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(r.n_chunks, chunks);
+    for (int32_t c = 0; c < chunks; c++) {
+        const double want = json_number_value(json_array_get(per, (size_t)c));
+        cr_expect_lt(fabs(r.chunk_ppl[c] - want), SAME, "[%d] %.5f vs llama.cpp %.4f", c + 1, r.chunk_ppl[c], want);
+    }
+    ppl_result_free(&r);
+    free(ids);
+    model_free(&m);
+    size_t i;
+    json_t *run;
+    json_array_foreach(json_object_get(j, "generate"), i, run)
+        expect_llama_cli_text(q, run);
+    ts_rmtree(dir);
+    free(dir);
     json_decref(j);
 }
 
