@@ -374,11 +374,11 @@ Test(mmq_b32, q4_0_repacked_order)
 {
     rng_state = 6;
     const int64_t Ks[] = {32, 96, 1056};
-    const int32_t toks[] = {1, 2, 5};
+    const int32_t toks[] = {1, 2, 3, 5, 9}; /* 4-token tiles and every remainder */
     const enum fill fills[] = {FILL_RANDOM, FILL_MAX, FILL_MIN};
     const int64_t rows = 16, ranges[3][2] = {{0, 16}, {1, 15}, {3, 4}};
     for (size_t ki = 0; ki < 3; ki++)
-        for (size_t ti = 0; ti < 3; ti++)
+        for (size_t ti = 0; ti < 5; ti++)
             for (size_t fi = 0; fi < 3; fi++) {
                 const int64_t K = Ks[ki], nb = K / 32;
                 const int32_t n_tok = toks[ti];
@@ -386,7 +386,7 @@ Test(mmq_b32, q4_0_repacked_order)
                 uint8_t *w = malloc((size_t)(rows * (int64_t)row_bytes));
                 uint8_t *act = malloc((size_t)n_tok * stride);
                 int16_t *act16 = malloc((size_t)n_tok * (size_t)K * sizeof(int16_t));
-                float bias[16], ref[5 * 16], got[5 * 16];
+                float bias[16], ref[9 * 16], got[9 * 16];
                 cr_assert(w && act && act16);
                 make_weights(SM_TYPE_Q4_0, w, rows, K, fills[fi]);
                 make_act(MM_B32, act, stride, n_tok, K, fills[fi]);
