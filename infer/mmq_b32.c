@@ -610,79 +610,109 @@ T_AVX2 static void rows_avx2_iq4nl_vec(const mmq_args *a)
  * exact through maddubs (15 * 128 * 2 fits int16) and madd. Each block's
  * nibbles are unpacked once for up to 4 tokens; tokens come in panels
  * that stay in L2 while the rows of the range stream through. */
-T_AVX2 INLINE void q4x8_tile(const mmq_args *a, int64_t r, int nr, int32_t t, int T)
-{
-    const int64_t nb = a->K / 32;
-    const int wb = (int)sizeof(sm_block_q4_0), ab = (int)sizeof(sm_block_q8_0);
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
-    const uint8_t *wp[8], *xp[4];
-    for (int i = 0; i < 8; i++)
-        wp[i] = a->w + (uint64_t)(r + (i < nr ? i : nr - 1)) * a->row_bytes;
-    for (int j = 0; j < 4; j++)
-        xp[j] = a->act + (uint64_t)(t + (j < T ? j : T - 1)) * a->act_stride;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i v[8];
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; i++) {
-            const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)(wp[i] + b * wb + 2));
-            v[i] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
-        }
-        const __m256 dw = _mm256_set_m128(
-            f16x4(ld16(wp[4] + b * wb), ld16(wp[5] + b * wb), ld16(wp[6] + b * wb), ld16(wp[7] + b * wb)),
-            f16x4(ld16(wp[0] + b * wb), ld16(wp[1] + b * wb), ld16(wp[2] + b * wb), ld16(wp[3] + b * wb)));
-#pragma GCC unroll 4
-        for (int j = 0; j < T; j++) {
-            const uint8_t *xb = xp[j] + b * ab;
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(xb + 2));
-            __m256i l[8];
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++)
-                l[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(v[i], x), ones16);
-            /* the 8 rows' lane sums, row i in lane i */
-            const __m256i s01 = _mm256_hadd_epi32(l[0], l[1]), s23 = _mm256_hadd_epi32(l[2], l[3]);
-            const __m256i s45 = _mm256_hadd_epi32(l[4], l[5]), s67 = _mm256_hadd_epi32(l[6], l[7]);
-            const __m256i s03 = _mm256_hadd_epi32(s01, s23), s47 = _mm256_hadd_epi32(s45, s67);
-            __m256i dot = _mm256_add_epi32(_mm256_permute2x128_si256(s03, s47, 0x20),
-                                           _mm256_permute2x128_si256(s03, s47, 0x31));
-            const __m256i sx = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, x), ones16);
-            __m128i sx4 = _mm_add_epi32(_mm256_castsi256_si128(sx), _mm256_extracti128_si256(sx, 1));
-            sx4 = _mm_add_epi32(sx4, _mm_unpackhi_epi64(sx4, sx4));
-            sx4 = _mm_add_epi32(sx4, _mm_shuffle_epi32(sx4, 1));
-            dot = _mm256_sub_epi32(dot, _mm256_set1_epi32(8 * _mm_cvtsi128_si32(sx4)));
-            const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(_cvtsh_ss(ld16(xb))));
-            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc[j]);
-        }
-    }
-    for (int j = 0; j < T; j++) {
-        float v[8];
-        _mm256_storeu_ps(v, acc[j]);
-        for (int i = 0; i < nr; i++)
-            a->y[(int64_t)(t + j) * a->ldy + r + i] = a->bias ? v[i] + a->bias[r + i] : v[i];
-    }
+/* Per token panel, each activation block's -8 * sum(x) and its scale as
+ * f32, computed once for every 8-row group (entries: tokens x blocks). */
+enum { Q4X8_SUMS = 8192 };
+typedef struct q4x8_panel {
+    int32_t t0, nt;
+    int32_t corr[Q4X8_SUMS]; /* [nt][nb] -8 * sum of the block's quants */
+    float dx[Q4X8_SUMS];     /* [nt][nb] the block's scale */
+} q4x8_panel;
+
+#define Q4X8_TILE(NAME, ATTR, LANES, TMAX)                                                                               \
+ATTR INLINE void NAME(const mmq_args *a, const q4x8_panel *p, int64_t r, int nr, int32_t t, int T)                       \
+{                                                                                                                        \
+    const int64_t nb = a->K / 32;                                                                                        \
+    const int wb = (int)sizeof(sm_block_q4_0), ab = (int)sizeof(sm_block_q8_0);                                          \
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones16 = _mm256_set1_epi16(1);                                            \
+    (void)ones16;                                                                                                        \
+    const uint8_t *wp[8], *xp[TMAX];                                                                                     \
+    for (int i = 0; i < 8; i++)                                                                                          \
+        wp[i] = a->w + (uint64_t)(r + (i < nr ? i : nr - 1)) * a->row_bytes;                                             \
+    for (int j = 0; j < TMAX; j++)                                                                                       \
+        xp[j] = a->act + (uint64_t)(t + (j < T ? j : T - 1)) * a->act_stride;                                            \
+    const int32_t *corr = p->corr + (int64_t)(t - p->t0) * nb;                                                           \
+    const float *dx = p->dx + (int64_t)(t - p->t0) * nb;                                                                 \
+    __m256 acc[TMAX];                                                                                                    \
+    for (int j = 0; j < TMAX; j++)                                                                                       \
+        acc[j] = _mm256_setzero_ps();                                                                                    \
+    for (int64_t b = 0; b < nb; b++) {                                                                                   \
+        __m256i v[8];                                                                                                    \
+_Pragma("GCC unroll 8")                                                                                                  \
+        for (int i = 0; i < 8; i++) {                                                                                    \
+            const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)(wp[i] + b * wb + 2));                      \
+            v[i] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);                                      \
+        }                                                                                                                \
+        const __m256 dw = _mm256_set_m128(                                                                               \
+            f16x4(ld16(wp[4] + b * wb), ld16(wp[5] + b * wb), ld16(wp[6] + b * wb), ld16(wp[7] + b * wb)),               \
+            f16x4(ld16(wp[0] + b * wb), ld16(wp[1] + b * wb), ld16(wp[2] + b * wb), ld16(wp[3] + b * wb)));              \
+_Pragma("GCC unroll 8")                                                                                                  \
+        for (int j = 0; j < T; j++) {                                                                                    \
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(xp[j] + b * ab + 2));                   \
+            __m256i l[8];                                                                                                \
+_Pragma("GCC unroll 8")                                                                                                  \
+            for (int i = 0; i < 8; i++)                                                                                  \
+                l[i] = LANES(v[i], x);                                                                                   \
+            const __m256i s01 = _mm256_hadd_epi32(l[0], l[1]), s23 = _mm256_hadd_epi32(l[2], l[3]);                      \
+            const __m256i s45 = _mm256_hadd_epi32(l[4], l[5]), s67 = _mm256_hadd_epi32(l[6], l[7]);                      \
+            const __m256i s03 = _mm256_hadd_epi32(s01, s23), s47 = _mm256_hadd_epi32(s45, s67);                          \
+            const __m256i dot = _mm256_add_epi32(                                                                        \
+                _mm256_add_epi32(_mm256_permute2x128_si256(s03, s47, 0x20), _mm256_permute2x128_si256(s03, s47, 0x31)),  \
+                _mm256_set1_epi32(corr[j * nb + b]));                                                                    \
+            const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(dx[j * nb + b]));                                          \
+            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc[j]);                                                \
+        }                                                                                                                \
+    }                                                                                                                    \
+    for (int j = 0; j < T; j++) {                                                                                        \
+        float o[8];                                                                                                      \
+        _mm256_storeu_ps(o, acc[j]);                                                                                     \
+        for (int i = 0; i < nr; i++)                                                                                     \
+            a->y[(int64_t)(t + j) * a->ldy + r + i] = a->bias ? o[i] + a->bias[r + i] : o[i];                            \
+    }                                                                                                                    \
 }
 
-T_AVX2 static void rows_avx2_q4_0_x8(const mmq_args *a)
-{
-    int64_t tb = (int64_t)(PANEL_BYTES / (a->act_stride ? a->act_stride : 1)) & ~(int64_t)3;
-    if (tb < 4)
-        tb = 4;
-    for (int32_t t0 = 0; t0 < a->n_tok; t0 += (int32_t)tb) {
-        const int32_t t1 = t0 + tb < a->n_tok ? t0 + (int32_t)tb : a->n_tok;
-        for (int64_t r = a->r0; r < a->r1; r += 8) {
-            const int nr = a->r1 - r < 8 ? (int)(a->r1 - r) : 8;
-            int32_t t = t0;
-            for (; t + 4 <= t1; t += 4)
-                q4x8_tile(a, r, nr, t, 4);
-            switch (t1 - t) {
-            case 3: q4x8_tile(a, r, nr, t, 3); break;
-            case 2: q4x8_tile(a, r, nr, t, 2); break;
-            case 1: q4x8_tile(a, r, nr, t, 1); break;
-            default: break;
-            }
-        }
-    }
+#define Q4X8_LANES_AVX2(v, x) _mm256_madd_epi16(_mm256_maddubs_epi16(v, x), ones16)
+#define Q4X8_LANES_VNNI(v, x) _mm256_dpbusd_epi32(_mm256_setzero_si256(), v, x)
+/* AVX2 has 16 ymm registers: 4 tokens a tile; AVX-512 32: 8 */
+Q4X8_TILE(q4x8_tile_avx2, T_AVX2, Q4X8_LANES_AVX2, 4)
+Q4X8_TILE(q4x8_tile_vnni, T_VNNI, Q4X8_LANES_VNNI, 8)
+
+#define Q4X8_ROWS(NAME, ATTR, TILE, TMAX)                                                                        \
+ATTR static void NAME(const mmq_args *a)                                                                         \
+{                                                                                                                \
+    const int64_t nb = a->K / 32;                                                                                \
+    q4x8_panel p;                                                                                                \
+    int64_t tb = (int64_t)(PANEL_BYTES / (a->act_stride ? a->act_stride : 1));                                   \
+    if (tb > Q4X8_SUMS / nb)                                                                                     \
+        tb = Q4X8_SUMS / nb;                                                                                     \
+    if (tb < 1)                                                                                                  \
+        tb = 1;                                                                                                  \
+    for (int32_t t0 = 0; t0 < a->n_tok; t0 += (int32_t)tb) {                                                     \
+        const int32_t t1 = t0 + tb < a->n_tok ? t0 + (int32_t)tb : a->n_tok;                                     \
+        p.t0 = t0;                                                                                               \
+        p.nt = t1 - t0;                                                                                          \
+        for (int32_t t = t0; t < t1; t++)                                                                        \
+            for (int64_t b = 0; b < nb; b++) {                                                                   \
+                const uint8_t *xb = a->act + (uint64_t)t * a->act_stride + (uint64_t)b * sizeof(sm_block_q8_0);  \
+                int32_t sum = 0;                                                                                 \
+                for (int e = 0; e < 32; e++)                                                                     \
+                    sum += (int8_t)xb[2 + e];                                                                    \
+                p.corr[(t - t0) * nb + b] = -8 * sum;                                                            \
+                p.dx[(t - t0) * nb + b] = _cvtsh_ss(ld16(xb));                                                   \
+            }                                                                                                    \
+        for (int64_t r = a->r0; r < a->r1; r += 8) {                                                             \
+            const int nr = a->r1 - r < 8 ? (int)(a->r1 - r) : 8;                                                 \
+            int32_t t = t0;                                                                                      \
+            for (; t + TMAX <= t1; t += TMAX)                                                                    \
+                TILE(a, &p, r, nr, t, TMAX);                                                                     \
+            if (t < t1)                                                                                          \
+                TILE(a, &p, r, nr, t, t1 - t);                                                                   \
+        }                                                                                                        \
+    }                                                                                                            \
 }
+
+Q4X8_ROWS(rows_avx2_q4_0_x8, T_AVX2, q4x8_tile_avx2, 4)
+Q4X8_ROWS(rows_vnni_q4_0_x8, T_VNNI, q4x8_tile_vnni, 8)
 
 T_AVX2 static void rows_avx2_q4_0(const mmq_args *a) { range_avx2(a, SM_TYPE_Q4_0); }
 T_AVX2 static void rows_avx2_q4_1(const mmq_args *a) { range_avx2(a, SM_TYPE_Q4_1); }
@@ -709,10 +739,16 @@ static int is_b32(uint32_t type)
 int mmq_b32_q4_0_x8_rows(const mmq_args *a)
 {
 #if defined(__x86_64__)
-    if (cpu_level() < CPU_AVX2)
+    /* rows longer than the panel's sums table (K > 262144) take the
+     * portable path */
+    if (cpu_level() < CPU_AVX2 || a->K / 32 > Q4X8_SUMS)
         return 0;
-    if (a->r0 < a->r1 && a->n_tok > 0)
-        rows_avx2_q4_0_x8(a);
+    if (a->r0 < a->r1 && a->n_tok > 0) {
+        if (cpu_has_vnni())
+            rows_vnni_q4_0_x8(a);
+        else
+            rows_avx2_q4_0_x8(a);
+    }
     return 1;
 #else
     (void)a;
