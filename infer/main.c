@@ -5,9 +5,11 @@
 #include "gate.h"
 #include "eval.h"
 #include "infer/tokenizer.h"
+#include "tok_internal.h"
 #include "sha256.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,7 @@ static void usage(FILE *f)
             "  kld        -m Q.gguf --logits FILE [-b N] [--chunks N] [-t N] [--json]\n"
             "  generate   -m M.gguf -p PROMPT [-n 128] [--temp 0.8] [--top-k 40] [--top-p 0.95]\n"
             "             [--min-p 0.05] [--repeat-penalty 1.0] [--repeat-last-n 64] [--frequency-penalty 0]\n"
-            "             [--presence-penalty 0] [--seed S] [-c N] [-b N] [-t N] [--ignore-eos]\n"
+            "             [--presence-penalty 0] [--seed S] [-c N] [-b N] [-t N] [--ignore-eos] [--json]\n"
             "  mem        -m M.gguf [-c 512] [-b N] [-t N] [--json] [--run]\n"
             "  bench      -m M.gguf [-p 512] [-n 128] [-b 2048] [-t N] [-r 5]\n");
 }
@@ -404,6 +406,55 @@ static void print_token(void *user, int32_t id)
     fflush(stdout);
 }
 
+/* The generated text as llama-cli prints it (the pieces, back to back),
+ * with each invalid UTF-8 byte as U+FFFD so it fits a JSON string; malloc'd,
+ * NULL when out of memory. */
+static char *gen_text_utf8(const tok_vocab *v, const int32_t *ids, int32_t n)
+{
+    size_t cap = 64, len = 0;
+    char *raw = malloc(cap), piece[256];
+    for (int32_t i = 0; raw && i < n; i++) {
+        const int32_t k = tok_piece(v, ids[i], piece, sizeof piece, 0, false);
+        if (k <= 0)
+            continue;
+        if (len + (size_t)k + 1 > cap) {
+            while (len + (size_t)k + 1 > cap)
+                cap *= 2;
+            char *t = realloc(raw, cap);
+            if (!t) {
+                free(raw);
+                return NULL;
+            }
+            raw = t;
+        }
+        memcpy(raw + len, piece, (size_t)k);
+        len += (size_t)k;
+    }
+    if (!raw)
+        return NULL;
+    /* at most 3 bytes (U+FFFD) per input byte */
+    char *out = malloc(3 * len + 1);
+    size_t o = 0;
+    for (size_t off = 0; out && off < len;)
+        o += tok_utf8_put(tok_utf8_next(raw, len, &off), out + o);
+    if (out)
+        out[o] = 0;
+    free(raw);
+    return out;
+}
+
+/* A float option as the decimal the user typed (0.95f would print as
+ * 0.949999988...): 6 decimals are more than any sampler option carries. */
+static json_t *json_opt(float x) { return json_real(round((double)x * 1e6) / 1e6); }
+
+static json_t *json_ids(const int32_t *ids, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_integer(ids[i]));
+    return a;
+}
+
 static int cmd_generate(const opts *o)
 {
     sm_err err = {0};
@@ -437,9 +488,43 @@ static int cmd_generate(const opts *o)
         goto out;
     sm_gen_opts go = {o->n_predict, n_ctx, o->n_batch, o->n_threads, !o->ignore_eos};
     gen_print gp = {v, {0}};
-    if (gen_run(&m, ids, (int32_t)n, &go, &s, print_token, &gp, &r, &err))
+    /* --json: one object at the end instead of the streamed text */
+    if (gen_run(&m, ids, (int32_t)n, &go, &s, o->json ? NULL : print_token, &gp, &r, &err))
         goto out;
-    printf("\n");
+    if (o->json) {
+        char *text = gen_text_utf8(v, r.tokens, r.n_tokens);
+        json_t *j = json_object();
+        json_object_set_new(j, "file", json_string(base_name(o->model)));
+        json_object_set_new(j, "prompt", json_string(o->prompt));
+        json_object_set_new(j, "prompt_tokens", json_ids(ids, n));
+        json_object_set_new(j, "tokens", json_ids(r.tokens, (size_t)r.n_tokens));
+        json_object_set_new(j, "text", text ? json_string(text) : json_null());
+        json_object_set_new(j, "stop", json_string(r.hit_eos ? "eos" : "length"));
+        json_object_set_new(j, "seed", json_integer((json_int_t)(uint32_t)seed));
+        json_object_set_new(j, "ctx", json_integer(n_ctx));
+        json_object_set_new(j, "temp", json_opt(o->temp));
+        json_object_set_new(j, "top_k", json_integer(o->top_k));
+        json_object_set_new(j, "top_p", json_opt(o->top_p));
+        json_object_set_new(j, "min_p", json_opt(o->min_p));
+        json_object_set_new(j, "repeat_penalty", json_opt(o->repeat_penalty));
+        json_object_set_new(j, "repeat_last_n", json_integer(o->repeat_last_n));
+        json_object_set_new(j, "frequency_penalty", json_opt(o->freq_penalty));
+        json_object_set_new(j, "presence_penalty", json_opt(o->present_penalty));
+        json_object_set_new(j, "threads", json_integer(o->n_threads));
+        json_object_set_new(j, "prompt_ms", json_real(r.prompt_ms));
+        json_object_set_new(j, "gen_ms", json_real(r.gen_ms));
+        char *js = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+        json_decref(j);
+        free(text);
+        if (!js) {
+            sm_err_set(&err, SM_ENOMEM, "out of memory");
+            goto out;
+        }
+        printf("%s\n", js);
+        free(js);
+    } else {
+        printf("\n");
+    }
     fflush(stdout);
     fprintf(stderr, "%s: prompt: %d tokens in %.2f ms (%.2f tokens/s)\n", prog, (int)r.n_prompt, r.prompt_ms,
             r.prompt_ms > 0 ? r.n_prompt / (r.prompt_ms / 1e3) : 0.0);

@@ -380,6 +380,48 @@ Test(infer_generate, stories260K_greedy_matches_llama_cpp) { check_generate("sto
 Test(infer_generate, tinystories3m_greedy_matches_llama_cpp) { check_generate("tinystories-3m"); }
 Test(infer_generate, qwen2_tiny_greedy_matches_llama_cpp) { check_generate("qwen2-tiny"); }
 
+/* `smelt-infer generate --json`: the prompt and generated ids and the text
+ * of llama-cli's first stories260K run (generate.json), the stop reason
+ * and the options as given. */
+Test(infer_generate, json_output_matches_llama_cpp_run)
+{
+    json_t *ref = load_json(REF("stories260K", "generate.json"));
+    json_t *run = json_array_get(json_object_get(ref, "runs"), 0);
+    cr_assert_not_null(json_string_value(json_object_get(run, "file")));
+    cr_assert_str_eq(json_string_value(json_object_get(run, "file")), "convert-f16.gguf");
+    char *out = NULL;
+    int rc = ts_run(&out, "smelt-infer generate -m '%s' -p '%s' -n %lld --seed 42 --temp 0 -c 128 -t 2 --json 2>/dev/null",
+                    REF("stories260K", "convert-f16.gguf"),
+                    json_string_value(json_object_get(run, "prompt")),
+                    (long long)json_integer_value(json_object_get(run, "n_predict")));
+    cr_assert_eq(rc, 0, "%s", out ? out : "");
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    cr_assert_not_null(j, "not JSON (%s): %s", je.text, out);
+    cr_expect(json_equal(json_object_get(j, "prompt_tokens"), json_object_get(run, "prompt_ids")));
+    cr_expect(json_equal(json_object_get(j, "tokens"), json_object_get(run, "generated_ids")));
+    cr_expect_str_eq(json_string_value(json_object_get(j, "text")),
+                     json_string_value(json_object_get(run, "generated_text")));
+    cr_expect_str_eq(json_string_value(json_object_get(j, "stop")), "length");
+    cr_expect_eq(json_integer_value(json_object_get(j, "seed")), 42);
+    cr_expect_eq(json_real_value(json_object_get(j, "top_p")), 0.95);
+    cr_expect_eq(json_integer_value(json_object_get(j, "ctx")), 128);
+    json_decref(j);
+    free(out);
+    /* bytes that are not UTF-8 by themselves (a byte token) become U+FFFD */
+    rc = ts_run(&out, "smelt-infer generate -m '%s' -p Hello -n 24 --seed 5 --temp 1.5 --top-k 0 -c 128 -t 2 --json "
+                      "2>/dev/null",
+                REF("qwen2-tiny", "convert-f16.gguf"));
+    cr_assert_eq(rc, 0, "%s", out ? out : "");
+    j = json_loads(out, 0, &je);
+    cr_assert_not_null(j, "not JSON (%s): %s", je.text, out);
+    cr_expect_eq(json_array_size(json_object_get(j, "tokens")), 24);
+    cr_expect_not_null(json_string_value(json_object_get(j, "text")));
+    json_decref(j);
+    free(out);
+    json_decref(ref);
+}
+
 Test(infer_generate, same_seed_same_tokens)
 {
     sm_model m;
