@@ -560,58 +560,116 @@ T_AVX2 INLINE void range_avx2(const mmq_args *a, uint32_t type)
     }
 }
 
+/* Lane sums of a signed IQ4_NL block w and activations x: the sign trick
+ * (|w| x sign(x, w)) unless wide (an activation is -128: int16 path). */
+T_AVX2 INLINE __m256i iq4v_lanes_avx2(__m256i w, __m256i x, int wide, __m256i ones)
+{
+    if (wide)
+        return lanes_i16(w, x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
+}
+
 /* IQ4_NL against the single token of a one-token product: llama.cpp's
- * ggml_vec_dot_iq4_nl_q8_0 order (see mm_dot_iq4nl_vec), row by row, at
- * the AVX2 and VNNI levels alike; the integer lanes as in tile_avx2. */
+ * ggml_vec_dot_iq4_nl_q8_0 order (see mm_dot_iq4nl_vec): even blocks into
+ * acc0, odd ones into acc1, their sum reduced, an odd last block fused in
+ * as a scalar. The integer lanes as elsewhere in this file: AVX2 with the
+ * sign trick (int16 path when an activation is -128), VNNI with levels +
+ * 128 as unsigned bytes and -128 * sum4(x) as the starting value. */
+#define IQ4V_LAST_DOT(l) /* the 8 lane sums of a block, exact in int32 */                              \
+    do {                                                                                                \
+        __m128i s4_ = _mm_add_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));         \
+        s4_ = _mm_add_epi32(s4_, _mm_unpackhi_epi64(s4_, s4_));                                         \
+        s4_ = _mm_add_epi32(s4_, _mm_shuffle_epi32(s4_, 1));                                            \
+        last = _mm_cvtsi128_si32(s4_);                                                                  \
+    } while (0)
+
+#define IQ4V_ROW(LANES)                                                                                 \
+    for (int64_t r = a->r0; r < a->r1; r++) {                                                           \
+        const uint8_t *wr = a->w + (uint64_t)r * a->row_bytes;                                          \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                  \
+        int64_t b = 0;                                                                                  \
+        for (; b + 1 < nb; b += 2) {                                                                    \
+            const __m256i l0 = LANES(wr + b * wb, b), l1 = LANES(wr + (b + 1) * wb, b + 1);             \
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(ld16(wr + b * wb)) * IQ4V_DX(b)),           \
+                                   _mm256_cvtepi32_ps(l0), acc0);                                       \
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(ld16(wr + (b + 1) * wb)) * IQ4V_DX(b + 1)), \
+                                   _mm256_cvtepi32_ps(l1), acc1);                                       \
+        }                                                                                               \
+        float v = hsum8(_mm256_add_ps(acc0, acc1));                                                     \
+        if (b < nb) {                                                                                   \
+            const __m256i l = LANES(wr + b * wb, b);                                                    \
+            int32_t last;                                                                               \
+            IQ4V_LAST_DOT(l);                                                                           \
+            v = fmaf((float)last, _cvtsh_ss(ld16(wr + b * wb)) * IQ4V_DX(b), v);                        \
+        }                                                                                               \
+        a->y[r] = a->bias ? v + a->bias[r] : v;                                                         \
+    }
+
+/* The token's per-block values, tabled once per call when the row has at
+ * most IQ4V_MAX_BLOCKS blocks, else computed where used. */
+enum { IQ4V_MAX_BLOCKS = 2048 };
+#define IQ4V_DX(b) (tab ? dx[b] : _cvtsh_ss(ld16(a->act + (b) * ab)))
+
 T_AVX2 static void rows_avx2_iq4nl_vec(const mmq_args *a)
 {
-    const int64_t nb = a->K / 32, np = nb & ~(int64_t)1;
+    const int64_t nb = a->K / 32;
     const int wb = (int)sizeof(sm_block_iq4_nl), ab = (int)sizeof(sm_block_q8_0);
     const int wide = act_has_min8(a);
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i iq4s = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)sm_iq4nl_values));
-    const uint8_t *xp = a->act;
-    for (int64_t r = a->r0; r < a->r1; r++) {
-        const uint8_t *wr = a->w + (uint64_t)r * a->row_bytes;
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        __m256i last = _mm256_setzero_si256();
-        float dlast = 0.0f;
-        for (int64_t b = 0; b < nb; b++) {
-            const __m256i w = dec_avx2(SM_TYPE_IQ4_NL, wr + b * wb, iq4s);
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(xp + b * ab + 2));
-            const __m256i l = wide ? lanes_i16(w, x)
-                                   : _mm256_madd_epi16(
-                                         _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
-            const float d = _cvtsh_ss(ld16(wr + b * wb)) * _cvtsh_ss(ld16(xp + b * ab));
-            if (b < np) {
-                acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(l), acc[b & 1]);
-            } else {
-                last = l;
-                dlast = d;
-            }
-        }
-        float v = hsum8(_mm256_add_ps(acc[0], acc[1]));
-        if (nb & 1) {
-            /* the block's integer dot: its 8 lane sums, exact in int32 */
-            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(last), _mm256_extracti128_si256(last, 1));
-            s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
-            v = fmaf((float)_mm_cvtsi128_si32(s4), dlast, v);
-        }
-        if (a->bias)
-            v = v + a->bias[r];
-        a->y[r] = v;
-    }
+    const int tab = nb <= IQ4V_MAX_BLOCKS;
+    float dx[IQ4V_MAX_BLOCKS];
+    for (int64_t b = 0; tab && b < nb; b++)
+        dx[b] = _cvtsh_ss(ld16(a->act + b * ab));
+#define IQ4V_LANES_AVX2(wblk, b)                                                                        \
+    iq4v_lanes_avx2(dec_avx2(SM_TYPE_IQ4_NL, (wblk), iq4s),                                             \
+                    _mm256_loadu_si256((const __m256i *)(const void *)(a->act + (b) * ab + 2)), wide, ones)
+    IQ4V_ROW(IQ4V_LANES_AVX2)
+#undef IQ4V_LANES_AVX2
 }
 
-/* Q4_0 in llama.cpp's repacked order (MM_TYPE_Q4_0_X8, see matmul.h): 8
- * rows side by side, lane i = row i, so the per-block fma runs on all
- * eight at once. The block dot of row i is sum(nib * x) - 8 * sum(x), both
- * exact through maddubs (15 * 128 * 2 fits int16) and madd. Each block's
- * nibbles are unpacked once for up to 4 tokens; tokens come in panels
- * that stay in L2 while the rows of the range stream through. */
+/* -128 * sum4(x) of one activation block: the start that turns the
+ * unsigned levels + 128 back into signed products. */
+T_VNNI INLINE __m256i iq4v_corr(const uint8_t *xb, __m256i off)
+{
+    const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(xb + 2));
+    return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), off, x));
+}
+
+T_VNNI static void rows_vnni_iq4nl_vec(const mmq_args *a)
+{
+    const int64_t nb = a->K / 32;
+    const int wb = (int)sizeof(sm_block_iq4_nl), ab = (int)sizeof(sm_block_q8_0);
+    const __m256i iq4u = _mm256_xor_si256(
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)sm_iq4nl_values)),
+        _mm256_set1_epi8(-128));
+    const __m256i off = _mm256_set1_epi8((char)128);
+    const int tab = nb <= IQ4V_MAX_BLOCKS;
+    float dx[IQ4V_MAX_BLOCKS];
+    __m256i corr[IQ4V_MAX_BLOCKS];
+    for (int64_t b = 0; tab && b < nb; b++) {
+        corr[b] = iq4v_corr(a->act + b * ab, off);
+        dx[b] = _cvtsh_ss(ld16(a->act + b * ab));
+    }
+#define IQ4V_LANES_VNNI(wblk, b)                                                                        \
+    _mm256_dpbusd_epi32(tab ? corr[b] : iq4v_corr(a->act + (b) * ab, off), dec_vnni(SM_TYPE_IQ4_NL, (wblk), iq4u), \
+                        _mm256_loadu_si256((const __m256i *)(const void *)(a->act + (b) * ab + 2)))
+    IQ4V_ROW(IQ4V_LANES_VNNI)
+#undef IQ4V_LANES_VNNI
+}
+
+/* -8 * the sum of an activation block's quants. */
+static inline int32_t q4x8_corr(const uint8_t *xb)
+{
+    int32_t sum = 0;
+    for (int e = 0; e < 32; e++)
+        sum += (int8_t)xb[2 + e];
+    return -8 * sum;
+}
+
 /* Per token panel, each activation block's -8 * sum(x) and its scale as
- * f32, computed once for every 8-row group (entries: tokens x blocks). */
+ * f32, computed once for every 8-row group (entries: tokens x blocks);
+ * rows of more than Q4X8_SUMS blocks compute them where used. */
 enum { Q4X8_SUMS = 8192 };
 typedef struct q4x8_panel {
     int32_t t0, nt;
@@ -631,8 +689,8 @@ ATTR INLINE void NAME(const mmq_args *a, const q4x8_panel *p, int64_t r, int nr,
         wp[i] = a->w + (uint64_t)(r + (i < nr ? i : nr - 1)) * a->row_bytes;                                             \
     for (int j = 0; j < TMAX; j++)                                                                                       \
         xp[j] = a->act + (uint64_t)(t + (j < T ? j : T - 1)) * a->act_stride;                                            \
-    const int32_t *corr = p->corr + (int64_t)(t - p->t0) * nb;                                                           \
-    const float *dx = p->dx + (int64_t)(t - p->t0) * nb;                                                                 \
+    const int32_t *corr = p ? p->corr + (int64_t)(t - p->t0) * nb : NULL;                                                \
+    const float *dx = p ? p->dx + (int64_t)(t - p->t0) * nb : NULL;                                                      \
     __m256 acc[TMAX];                                                                                                    \
     for (int j = 0; j < TMAX; j++)                                                                                       \
         acc[j] = _mm256_setzero_ps();                                                                                    \
@@ -658,8 +716,9 @@ _Pragma("GCC unroll 8")                                                         
             const __m256i s03 = _mm256_hadd_epi32(s01, s23), s47 = _mm256_hadd_epi32(s45, s67);                          \
             const __m256i dot = _mm256_add_epi32(                                                                        \
                 _mm256_add_epi32(_mm256_permute2x128_si256(s03, s47, 0x20), _mm256_permute2x128_si256(s03, s47, 0x31)),  \
-                _mm256_set1_epi32(corr[j * nb + b]));                                                                    \
-            const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(dx[j * nb + b]));                                          \
+                _mm256_set1_epi32(corr ? corr[j * nb + b] : q4x8_corr(xp[j] + b * ab)));                                 \
+            const __m256 d =                                                                                             \
+                _mm256_mul_ps(dw, _mm256_set1_ps(dx ? dx[j * nb + b] : _cvtsh_ss(ld16(xp[j] + b * ab))));                \
             acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc[j]);                                                \
         }                                                                                                                \
     }                                                                                                                    \
@@ -682,8 +741,9 @@ ATTR static void NAME(const mmq_args *a)                                        
 {                                                                                                                \
     const int64_t nb = a->K / 32;                                                                                \
     q4x8_panel p;                                                                                                \
+    const int tab = nb <= Q4X8_SUMS;                                                                             \
     int64_t tb = (int64_t)(PANEL_BYTES / (a->act_stride ? a->act_stride : 1));                                   \
-    if (tb > Q4X8_SUMS / nb)                                                                                     \
+    if (tab && tb > Q4X8_SUMS / nb)                                                                              \
         tb = Q4X8_SUMS / nb;                                                                                     \
     if (tb < 1)                                                                                                  \
         tb = 1;                                                                                                  \
@@ -691,22 +751,19 @@ ATTR static void NAME(const mmq_args *a)                                        
         const int32_t t1 = t0 + tb < a->n_tok ? t0 + (int32_t)tb : a->n_tok;                                     \
         p.t0 = t0;                                                                                               \
         p.nt = t1 - t0;                                                                                          \
-        for (int32_t t = t0; t < t1; t++)                                                                        \
+        for (int32_t t = t0; tab && t < t1; t++)                                                                 \
             for (int64_t b = 0; b < nb; b++) {                                                                   \
                 const uint8_t *xb = a->act + (uint64_t)t * a->act_stride + (uint64_t)b * sizeof(sm_block_q8_0);  \
-                int32_t sum = 0;                                                                                 \
-                for (int e = 0; e < 32; e++)                                                                     \
-                    sum += (int8_t)xb[2 + e];                                                                    \
-                p.corr[(t - t0) * nb + b] = -8 * sum;                                                            \
+                p.corr[(t - t0) * nb + b] = q4x8_corr(xb);                                                       \
                 p.dx[(t - t0) * nb + b] = _cvtsh_ss(ld16(xb));                                                   \
             }                                                                                                    \
         for (int64_t r = a->r0; r < a->r1; r += 8) {                                                             \
             const int nr = a->r1 - r < 8 ? (int)(a->r1 - r) : 8;                                                 \
             int32_t t = t0;                                                                                      \
             for (; t + TMAX <= t1; t += TMAX)                                                                    \
-                TILE(a, &p, r, nr, t, TMAX);                                                                     \
+                TILE(a, tab ? &p : NULL, r, nr, t, TMAX);                                                        \
             if (t < t1)                                                                                          \
-                TILE(a, &p, r, nr, t, t1 - t);                                                                   \
+                TILE(a, tab ? &p : NULL, r, nr, t, t1 - t);                                                      \
         }                                                                                                        \
     }                                                                                                            \
 }
@@ -739,9 +796,7 @@ static int is_b32(uint32_t type)
 int mmq_b32_q4_0_x8_rows(const mmq_args *a)
 {
 #if defined(__x86_64__)
-    /* rows longer than the panel's sums table (K > 262144) take the
-     * portable path */
-    if (cpu_level() < CPU_AVX2 || a->K / 32 > Q4X8_SUMS)
+    if (cpu_level() < CPU_AVX2)
         return 0;
     if (a->r0 < a->r1 && a->n_tok > 0) {
         if (cpu_has_vnni())
@@ -779,7 +834,10 @@ int mmq_b32_rows(const mmq_args *a)
         return 1;
     const int vnni = cpu_has_vnni();
     if (a->type == SM_TYPE_IQ4_NL && a->n_tok == 1) {
-        rows_avx2_iq4nl_vec(a);
+        if (vnni)
+            rows_vnni_iq4nl_vec(a);
+        else
+            rows_avx2_iq4nl_vec(a);
         return 1;
     }
     switch (a->type) {

@@ -370,81 +370,97 @@ Test(mmq_b32, known_value)
  * the plain statement of it, computed here from the raw blocks: per block
  * the exact integer dot of (nibble - 8) and the activation quants, then
  * acc = fma((float)dot, dw * dx, acc), plus the bias. */
+static void check_q4x8(int64_t K, int32_t n_tok, enum fill fill, int with_bias)
+{
+    const int64_t rows = 16, ranges[3][2] = {{0, 16}, {1, 15}, {3, 4}};
+    const int64_t nb = K / 32;
+    const uint64_t stride = mm_act_bytes(MM_B32, K), row_bytes = (uint64_t)nb * sizeof(sm_block_q4_0);
+    uint8_t *w = malloc((size_t)(rows * (int64_t)row_bytes));
+    uint8_t *act = malloc((size_t)n_tok * stride);
+    int16_t *act16 = malloc((size_t)n_tok * (size_t)K * sizeof(int16_t));
+    float bias[16], ref[9 * 16], got[9 * 16];
+    cr_assert(w && act && act16);
+    make_weights(SM_TYPE_Q4_0, w, rows, K, fill);
+    make_act(MM_B32, act, stride, n_tok, K, fill);
+    for (int32_t t = 0; t < n_tok; t++)
+        mm_widen_act(MM_B32, act + (uint64_t)t * stride, act16 + (int64_t)t * K, K);
+    for (int r = 0; r < rows; r++)
+        bias[r] = rndf();
+    for (int32_t t = 0; t < n_tok; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const sm_block_q4_0 *wb = (const sm_block_q4_0 *)(const void *)(w + r * row_bytes) + b;
+                const sm_block_q8_0 *xb = (const sm_block_q8_0 *)(const void *)(act + t * stride) + b;
+                int32_t dot = 0;
+                for (int e = 0; e < 16; e++)
+                    dot += ((wb->qs[e] & 0xF) - 8) * xb->qs[e] + ((wb->qs[e] >> 4) - 8) * xb->qs[e + 16];
+                acc = fmaf((float)dot, sm_f16_to_f32(wb->d) * sm_f16_to_f32(xb->d), acc);
+            }
+            ref[t * rows + r] = with_bias ? acc + bias[r] : acc;
+        }
+    int lv[3];
+    const char *name[3];
+    const int n = levels(lv, name);
+    for (int l = -1; l < n; l++) {
+        if (l < 0) {
+            mm_force_portable(1);
+            cpu_force_level(CPU_PORTABLE);
+        } else {
+            mm_force_portable(0);
+            set_level(lv[l]);
+        }
+        for (int c = 0; c < 3; c++) {
+            const int64_t r0 = ranges[c][0], r1 = ranges[c][1];
+            mm_row u;
+            cr_assert_eq(mm_row_alloc(&u, K), 0);
+            for (int i = 0; i < n_tok * rows; i++)
+                got[i] = NAN;
+            mmq_rows(MM_TYPE_Q4_0_X8, w, row_bytes, K, r0, r1, act, stride, act16, n_tok, got, rows,
+                     with_bias ? bias : NULL, &u);
+            mm_row_free(&u);
+            for (int32_t t = 0; t < n_tok; t++)
+                for (int64_t r = 0; r < rows; r++) {
+                    const float g = got[t * rows + r], e = ref[t * rows + r];
+                    if (r < r0 || r >= r1)
+                        cr_assert(isnan(g), "wrote row %lld outside [%lld, %lld)", (long long)r, (long long)r0,
+                                  (long long)r1);
+                    else
+                        cr_assert(memcmp(&g, &e, sizeof g) == 0,
+                                  "%s K=%lld n_tok=%d fill %d y[%d][%lld] = %a, expected %a",
+                                  l < 0 ? "portable" : name[l], (long long)K, n_tok, (int)fill, t, (long long)r,
+                                  (double)g, (double)e);
+                }
+        }
+    }
+    mm_force_portable(0);
+    set_level(-1);
+    free(w);
+    free(act);
+    free(act16);
+}
+
 Test(mmq_b32, q4_0_repacked_order)
 {
     rng_state = 6;
     const int64_t Ks[] = {32, 96, 1056};
-    const int32_t toks[] = {1, 2, 3, 5, 9}; /* 4-token tiles and every remainder */
+    const int32_t toks[] = {1, 2, 3, 5, 9}; /* 4- and 8-token tiles and every remainder */
     const enum fill fills[] = {FILL_RANDOM, FILL_MAX, FILL_MIN};
-    const int64_t rows = 16, ranges[3][2] = {{0, 16}, {1, 15}, {3, 4}};
     for (size_t ki = 0; ki < 3; ki++)
         for (size_t ti = 0; ti < 5; ti++)
-            for (size_t fi = 0; fi < 3; fi++) {
-                const int64_t K = Ks[ki], nb = K / 32;
-                const int32_t n_tok = toks[ti];
-                const uint64_t stride = mm_act_bytes(MM_B32, K), row_bytes = (uint64_t)nb * sizeof(sm_block_q4_0);
-                uint8_t *w = malloc((size_t)(rows * (int64_t)row_bytes));
-                uint8_t *act = malloc((size_t)n_tok * stride);
-                int16_t *act16 = malloc((size_t)n_tok * (size_t)K * sizeof(int16_t));
-                float bias[16], ref[9 * 16], got[9 * 16];
-                cr_assert(w && act && act16);
-                make_weights(SM_TYPE_Q4_0, w, rows, K, fills[fi]);
-                make_act(MM_B32, act, stride, n_tok, K, fills[fi]);
-                for (int32_t t = 0; t < n_tok; t++)
-                    mm_widen_act(MM_B32, act + (uint64_t)t * stride, act16 + (int64_t)t * K, K);
-                for (int r = 0; r < rows; r++)
-                    bias[r] = rndf();
-                for (int32_t t = 0; t < n_tok; t++)
-                    for (int64_t r = 0; r < rows; r++) {
-                        float acc = 0.0f;
-                        for (int64_t b = 0; b < nb; b++) {
-                            const sm_block_q4_0 *wb = (const sm_block_q4_0 *)(const void *)(w + r * row_bytes) + b;
-                            const sm_block_q8_0 *xb = (const sm_block_q8_0 *)(const void *)(act + t * stride) + b;
-                            int32_t dot = 0;
-                            for (int e = 0; e < 16; e++)
-                                dot += ((wb->qs[e] & 0xF) - 8) * xb->qs[e] + ((wb->qs[e] >> 4) - 8) * xb->qs[e + 16];
-                            acc = fmaf((float)dot, sm_f16_to_f32(wb->d) * sm_f16_to_f32(xb->d), acc);
-                        }
-                        ref[t * rows + r] = (ti % 2) ? acc + bias[r] : acc;
-                    }
-                int lv[3];
-                const char *name[3];
-                const int n = levels(lv, name);
-                for (int l = -1; l < n; l++) {
-                    if (l < 0) {
-                        mm_force_portable(1);
-                        cpu_force_level(CPU_PORTABLE);
-                    } else {
-                        mm_force_portable(0);
-                        set_level(lv[l]);
-                    }
-                    for (int c = 0; c < 3; c++) {
-                        const int64_t r0 = ranges[c][0], r1 = ranges[c][1];
-                        mm_row u;
-                        cr_assert_eq(mm_row_alloc(&u, K), 0);
-                        for (int i = 0; i < n_tok * rows; i++)
-                            got[i] = NAN;
-                        mmq_rows(MM_TYPE_Q4_0_X8, w, row_bytes, K, r0, r1, act, stride, act16, n_tok, got, rows,
-                                 (ti % 2) ? bias : NULL, &u);
-                        mm_row_free(&u);
-                        for (int32_t t = 0; t < n_tok; t++)
-                            for (int64_t r = 0; r < rows; r++) {
-                                const float g = got[t * rows + r], e = ref[t * rows + r];
-                                if (r < r0 || r >= r1)
-                                    cr_assert(isnan(g), "wrote row %lld outside [%lld, %lld)", (long long)r,
-                                              (long long)r0, (long long)r1);
-                                else
-                                    cr_assert(memcmp(&g, &e, sizeof g) == 0,
-                                              "%s K=%lld n_tok=%d fill %d y[%d][%lld] = %a, expected %a",
-                                              l < 0 ? "portable" : name[l], (long long)K, n_tok, (int)fills[fi], t,
-                                              (long long)r, (double)g, (double)e);
-                            }
-                    }
-                }
-                mm_force_portable(0);
-                set_level(-1);
-                free(w);
-                free(act);
-                free(act16);
-            }
+            for (size_t fi = 0; fi < 3; fi++)
+                check_q4x8(Ks[ki], toks[ti], fills[fi], (int)(ti % 2));
+    /* rows of more than the kernels' per-panel table (8192 blocks): the
+     * activation sums and scales are computed where used */
+    check_q4x8(8193 * 32, 1, FILL_RANDOM, 1);
+    check_q4x8(8193 * 32, 5, FILL_RANDOM, 0);
+}
+
+/* One-token IQ4_NL rows longer than the kernels' per-call table (2048
+ * blocks), even and odd block counts. */
+Test(mmq_b32, iq4_nl_one_token_long_rows)
+{
+    rng_state = 7;
+    check_case(SM_TYPE_IQ4_NL, 2049 * 32, 9, 1, 9, 1, 1, FILL_RANDOM, FILL_RANDOM, 0);
+    check_case(SM_TYPE_IQ4_NL, 2050 * 32, 5, 0, 5, 1, 0, FILL_RANDOM, FILL_RANDOM, 0);
 }
