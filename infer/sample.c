@@ -160,8 +160,6 @@ static const float *penalized(sm_sampler *s, const float *logits)
     return s->pen;
 }
 
-/* ---------------------------------------------------------------- the chain */
-
 /* ------------------------------------------- llama.cpp's candidate order
  *
  * Equal logits end up in whatever order libstdc++'s std::partial_sort and
@@ -360,8 +358,9 @@ static int32_t top_k(sm_sampler *s, const float *logits)
     int32_t histo[NB] = {0};
     for (int32_t i = 0; i < V; i++) {
         const float x = scale * c[i].logit + inter;
-        /* int(x) clamped to [0, NB); NaN and negatives to 0 */
-        const int32_t b = !(x >= 0.0f) ? 0 : x >= (float)(NB - 1) ? NB - 1 : (int32_t)x;
+        /* int(x) clamped to [0, NB). x86's conversion gives INT_MIN for
+         * NaN and for values past int32, which the clamp turns into 0 */
+        const int32_t b = !(x >= 0.0f) || x >= 2147483648.0f ? 0 : x >= (float)(NB - 1) ? NB - 1 : (int32_t)x;
         s->bucket[i] = b;
         histo[b]++;
     }
@@ -388,6 +387,8 @@ static int32_t top_k(sm_sampler *s, const float *logits)
     memcpy(c, s->tmp, (size_t)k * sizeof *c);
     return k;
 }
+
+/* ---------------------------------------------------------------- the chain */
 
 /* llama_sampler_softmax_impl on sorted candidates: exp in float against
  * the first (largest) logit, a float running sum, then one division each. */
