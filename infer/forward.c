@@ -277,8 +277,7 @@ static void job_matmul_q(void *arg, int32_t ith, int32_t nth)
         pool_split(w->n_out, ith, nth, &lo, &hi);
         if (lo < hi)
             mmq_rows(mm_weight_type(w->type, w->n_out), w->data, w->row_bytes, w->n_in, lo, hi, c->xq, c->xq_stride,
-                     c->xq16, j->n, mi->y,
-                     w->n_out, mi->bias, &r);
+                     c->xq16, j->n, mi->y, w->n_out, mi->bias, &r);
     }
 }
 

@@ -575,13 +575,14 @@ T_AVX2 INLINE __m256i iq4v_lanes_avx2(__m256i w, __m256i x, int wide, __m256i on
  * as a scalar. The integer lanes as elsewhere in this file: AVX2 with the
  * sign trick (int16 path when an activation is -128), VNNI with levels +
  * 128 as unsigned bytes and -128 * sum4(x) as the starting value. */
-#define IQ4V_LAST_DOT(l) /* the 8 lane sums of a block, exact in int32 */                              \
-    do {                                                                                                \
-        __m128i s4_ = _mm_add_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));         \
-        s4_ = _mm_add_epi32(s4_, _mm_unpackhi_epi64(s4_, s4_));                                         \
-        s4_ = _mm_add_epi32(s4_, _mm_shuffle_epi32(s4_, 1));                                            \
-        last = _mm_cvtsi128_si32(s4_);                                                                  \
-    } while (0)
+/* The sum of 8 int32 lanes (exact). */
+T_AVX2 INLINE int32_t hsum8_epi32(__m256i l)
+{
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+    s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
+    return _mm_cvtsi128_si32(s4);
+}
 
 #define IQ4V_ROW(LANES)                                                                                 \
     for (int64_t r = a->r0; r < a->r1; r++) {                                                           \
@@ -597,9 +598,7 @@ T_AVX2 INLINE __m256i iq4v_lanes_avx2(__m256i w, __m256i x, int wide, __m256i on
         }                                                                                               \
         float v = hsum8(_mm256_add_ps(acc0, acc1));                                                     \
         if (b < nb) {                                                                                   \
-            const __m256i l = LANES(wr + b * wb, b);                                                    \
-            int32_t last;                                                                               \
-            IQ4V_LAST_DOT(l);                                                                           \
+            const int32_t last = hsum8_epi32(LANES(wr + b * wb, b));                                    \
             v = fmaf((float)last, _cvtsh_ss(ld16(wr + b * wb)) * IQ4V_DX(b), v);                        \
         }                                                                                               \
         a->y[r] = a->bias ? v + a->bias[r] : v;                                                         \
@@ -672,7 +671,7 @@ static inline int32_t q4x8_corr(const uint8_t *xb)
  * rows of more than Q4X8_SUMS blocks compute them where used. */
 enum { Q4X8_SUMS = 8192 };
 typedef struct q4x8_panel {
-    int32_t t0, nt;
+    int32_t t0;              /* first token of the panel */
     int32_t corr[Q4X8_SUMS]; /* [nt][nb] -8 * sum of the block's quants */
     float dx[Q4X8_SUMS];     /* [nt][nb] the block's scale */
 } q4x8_panel;
@@ -750,7 +749,6 @@ ATTR static void NAME(const mmq_args *a)                                        
     for (int32_t t0 = 0; t0 < a->n_tok; t0 += (int32_t)tb) {                                                     \
         const int32_t t1 = t0 + tb < a->n_tok ? t0 + (int32_t)tb : a->n_tok;                                     \
         p.t0 = t0;                                                                                               \
-        p.nt = t1 - t0;                                                                                          \
         for (int32_t t = t0; tab && t < t1; t++)                                                                 \
             for (int64_t b = 0; b < nb; b++) {                                                                   \
                 const uint8_t *xb = a->act + (uint64_t)t * a->act_stride + (uint64_t)b * sizeof(sm_block_q8_0);  \

@@ -408,15 +408,24 @@ Test(infer_generate, json_output_matches_llama_cpp_run)
     cr_expect_eq(json_integer_value(json_object_get(j, "ctx")), 128);
     json_decref(j);
     free(out);
-    /* bytes that are not UTF-8 by themselves (a byte token) become U+FFFD */
-    rc = ts_run(&out, "smelt-infer generate -m '%s' -p Hello -n 24 --seed 5 --temp 1.5 --top-k 0 -c 128 -t 2 --json "
-                      "2>/dev/null",
-                REF("qwen2-tiny", "convert-f16.gguf"));
+    /* qwen2-tiny at this seed emits byte-level tokens whose bytes are not
+     * UTF-8 on their own: streamed as they are, in --json as U+FFFD */
+#define QWEN_BYTES_CMD                                                                                          \
+    "smelt-infer generate -m '%s' -p Hello -n 24 --seed 1 --temp 2 --top-k 0 --top-p 1 --min-p 0 -c 128 -t 2%s " \
+    "2>/dev/null"
+    rc = ts_run(&out, QWEN_BYTES_CMD, REF("qwen2-tiny", "convert-f16.gguf"), "");
+    cr_assert_eq(rc, 0, "%s", out ? out : "");
+    cr_expect_null(strstr(out, "\xEF\xBF\xBD"), "the streamed text holds the raw bytes");
+    free(out);
+    rc = ts_run(&out, QWEN_BYTES_CMD, REF("qwen2-tiny", "convert-f16.gguf"), " --json");
+#undef QWEN_BYTES_CMD
     cr_assert_eq(rc, 0, "%s", out ? out : "");
     j = json_loads(out, 0, &je);
     cr_assert_not_null(j, "not JSON (%s): %s", je.text, out);
     cr_expect_eq(json_array_size(json_object_get(j, "tokens")), 24);
-    cr_expect_not_null(json_string_value(json_object_get(j, "text")));
+    const char *text = json_string_value(json_object_get(j, "text"));
+    cr_assert_not_null(text);
+    cr_expect_not_null(strstr(text, "\xEF\xBF\xBD"), "invalid bytes as U+FFFD: %s", text);
     json_decref(j);
     free(out);
     json_decref(ref);
